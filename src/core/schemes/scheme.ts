@@ -57,7 +57,12 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   /** Which protocol shapes the scheme supports (SPEC.md §5: which modes run on which scheme). */
   readonly supportsObliviousSampling: boolean;
 
-  generateKeyPair(opts?: { bits?: number; rng?: Rng }): KeyPair<PK, SK>;
+  generateKeyPair(opts?: {
+    bits?: number;
+    rng?: Rng;
+    /** Faster prime generation where the platform has it (node:crypto), integer schemes only. */
+    generatePrime?: (bits: number) => bigint;
+  }): KeyPair<PK, SK>;
   publicKeyOf(sk: SK): PK;
 
   encrypt(pk: PK, m: PT, rng?: Rng): CT;
@@ -82,12 +87,20 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   inv(pk: PK, a: PT): PT;
   identity(pk: PK): PT;
   randomPlaintext(pk: PK, rng?: Rng): PT;
-  /** Maps 64 uniform bytes to a (statistically) uniform plaintext, never the identity. */
-  plaintextFromUniform(pk: PK, bytes: Uint8Array): PT;
+  /**
+   * Maps a 32-byte uniform seed to a (statistically) uniform plaintext, never the identity. The
+   * scheme expands the seed with deriveKey(seed, "scheme/<id>/plaintext", ...) to the length it
+   * needs (|n| + 128 bits for the integer schemes) and reduces.
+   */
+  plaintextFromSeed(pk: PK, seed: Uint8Array): PT;
   equalPlaintext(a: PT, b: PT): boolean;
 
-  /** Maps 64 uniform bytes (a PRF output) to an item share (SPEC.md §4.2). */
-  shareFromUniform(pk: PK, bytes: Uint8Array): SH;
+  /**
+   * Maps a 32-byte uniform seed (a PRF output) to an item share (SPEC.md §4.2), expanding it
+   * with deriveKey(seed, "scheme/<id>/share", ...). Never the neutral share.
+   */
+  shareFromSeed(pk: PK, seed: Uint8Array): SH;
+  randomShare(pk: PK, rng?: Rng): SH;
   /** The share action x ⊛ q that turns the master into an item secret (SPEC.md §4.2). */
   applyShare(pk: PK, x: PT, q: SH): PT;
   /** Blind a ciphertext with fresh secret randomness before it leaves its holder. */
@@ -106,6 +119,14 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   encodePlaintext(pk: PK, m: PT): Uint8Array;
   decodePlaintext(pk: PK, b: Uint8Array): PT;
   encodeShare(pk: PK, q: SH): Uint8Array;
+  /**
+   * The canonical bytes of an item secret S = applyShare(M, Q), IDENTICAL for every key pair of
+   * the scheme (so that every appliance of a cluster derives the same item key whatever its own
+   * modulus): ec-elgamal and gm: the plaintext encoding (32 bytes); paillier and rsa: the
+   * integer as 64 bytes big-endian (secret plaintexts and shares are < 2^256, see SPEC.md §3.3,
+   * so M + Q and M · Q never wrap modulo n).
+   */
+  secretBytes(pk: PK, s: PT): Uint8Array;
   decodeShare(pk: PK, b: Uint8Array): SH;
   /** Public-key fingerprint: SHA-256 of the encoding (binds tickets and certificates). */
   fingerprint(pk: PK): Uint8Array;

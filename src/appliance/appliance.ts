@@ -1,0 +1,417 @@
+/**
+ * The appliance (seed: appliance): holds the master key only concealed, and turns the manager's
+ * blinded answers into item keys that live in memory only while in use (threat model T2).
+ *
+ * State on disk (appliance.json, written atomically, mode 0600): its identity and certificate,
+ * and per keyring and key version the concealed master — split: M ⊕ r_A; hom2: Enc_{D_A}(M);
+ * hom2-opt: Enc_{D_A}(M) and the seed of β_A. None of it opens anything without the manager.
+ */
+import { createPublicKey, randomBytes, verify as verifySignature } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { decodeHeader, type DecodedHeader, type HeaderFields } from '../core/format.ts';
+import { getSplitOperator } from '../core/operators.ts';
+import { homMode, type ItemRef, isMode, itemKek, MODE_CODES, type Mode, splitMode } from '../core/protocol.ts';
+import { seededRng } from '../core/random.ts';
+import { getScheme } from '../core/schemes/index.ts';
+import { SCHEME_CODES, type SchemeId } from '../core/schemes/scheme.ts';
+
+/** Split-operator codes in the header's scheme byte (SPEC.md §6.1). */
+export const SPLIT_CODES = { xor: 0x11, 'add-p': 0x12, 'mul-p': 0x13 } as const;
+import { keyStatement } from '../manager/manager.ts';
+import { generateIdentity } from '../tls/x509.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { createJsonClient, type JsonClient } from './client.ts';
+
+export interface Concealment {
+  masterVersion: number;
+  managerVersion: number;
+  /** Scheme public key D_A (hom modes), base64url. */
+  publicKey?: string;
+  /** split: M ⊕ r_A; hom: Enc_{D_A}(M); base64url. */
+  concealed: string;
+  /** hom2-opt: seed from which β_A is re-derived, base64url. */
+  optSeed?: string;
+}
+
+export interface KeyringState {
+  mode: Mode;
+  scheme: string;
+  concealments: Concealment[];
+}
+
+export interface ApplianceState {
+  format: 1;
+  applianceId: string;
+  name: string;
+  managerUrl: string;
+  caPem: string;
+  certificatePem: string;
+  identityKeyPem: string;
+  keyrings: Record<string, KeyringState>;
+}
+
+export const STATE_FILE = 'appliance.json';
+
+export async function loadState(dir: string): Promise<ApplianceState> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, STATE_FILE), 'utf8');
+  } catch (cause) {
+    throw new BlindfoldError(
+      'ERR_NOT_FOUND',
+      `no appliance state in ${dir}: run "blindfold appliance init" first`,
+      { cause },
+    );
+  }
+  let s: ApplianceState;
+  try {
+    s = JSON.parse(text) as ApplianceState;
+  } catch (cause) {
+    throw new BlindfoldError('ERR_DECODE', `${join(dir, STATE_FILE)} is not valid JSON`, { cause });
+  }
+  if (s.format !== 1) {
+    throw new BlindfoldError('ERR_UNSUPPORTED_VERSION', `unknown appliance state format ${s.format}`);
+  }
+  return s;
+}
+
+export async function saveState(dir: string, s: ApplianceState): Promise<void> {
+  await writeFileAtomic(join(dir, STATE_FILE), `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** Enrollment (seed criterion i): the appliance proves it holds a one-time token. */
+export async function enrollAppliance(o: {
+  dir: string;
+  managerUrl: string;
+  caPem: string;
+  token: string;
+  name: string;
+}): Promise<ApplianceState> {
+  await mkdir(o.dir, { recursive: true, mode: 0o700 });
+  const id = generateIdentity();
+  const client = createJsonClient({ baseUrl: o.managerUrl, caPem: o.caPem });
+  try {
+    const out = await client.request<{ applianceId: string; certificatePem: string; caPem: string }>(
+      'POST',
+      '/v1/appliances/enroll',
+      { token: o.token, name: o.name, publicKey: toB64u(id.spkiDer) },
+    );
+    const state: ApplianceState = {
+      format: 1,
+      applianceId: out.applianceId,
+      name: o.name,
+      managerUrl: o.managerUrl,
+      caPem: o.caPem,
+      certificatePem: out.certificatePem,
+      identityKeyPem: id.keyPem,
+      keyrings: {},
+    };
+    await saveState(o.dir, state);
+    return state;
+  } finally {
+    client.close();
+  }
+}
+
+interface KeyAnswer {
+  keyring: string;
+  managerVersion: number;
+  mode: string;
+  scheme: string;
+  publicKey: string;
+  signature: string;
+  masterVersion: number;
+}
+
+interface KeyringInfo {
+  name: string;
+  mode: string;
+  scheme: string;
+  masterVersion: number;
+  managerVersion: number;
+  status: string;
+}
+
+/** What a caller needs to encrypt a new file: the header fields and the item's KEK. */
+export interface NewItem {
+  fields: Omit<HeaderFields, 'fileNonce'>;
+  kek: Uint8Array;
+}
+
+export interface ApplianceOptions {
+  dir: string;
+  state: ApplianceState;
+  /** Test-only hook (never set in production code paths): sees every item secret. */
+  onItemSecret?: (keyring: string, secret: Uint8Array) => void;
+}
+
+export class Appliance {
+  readonly client: JsonClient;
+  state: ApplianceState;
+  private readonly dir: string;
+  private readonly decoded = new Map<string, { pk: unknown; concealed: unknown; blind?: unknown }>();
+
+  constructor(private readonly o: ApplianceOptions) {
+    this.state = o.state;
+    this.dir = o.dir;
+    this.client = createJsonClient({
+      baseUrl: o.state.managerUrl,
+      caPem: o.state.caPem,
+      certPem: o.state.certificatePem,
+      keyPem: o.state.identityKeyPem,
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  get id(): string {
+    return this.state.applianceId;
+  }
+
+  /** The manager's signature over our public key proves it came from the manager (seed I). */
+  private checkKeyStatement(a: KeyAnswer): void {
+    const pub = fromB64u(a.publicKey);
+    const statement = keyStatement(this.id, a.keyring, a.managerVersion, a.mode, a.scheme, pub);
+    const ok = verifySignature(
+      'sha256',
+      statement,
+      createPublicKey(this.state.caPem),
+      Buffer.from(fromB64u(a.signature)),
+    );
+    if (!ok) {
+      throw new BlindfoldError('ERR_UNAUTHENTICATED', 'the manager key statement does not verify');
+    }
+  }
+
+  /**
+   * Joins a keyring and conceals a new master key for it at once (sub-process I). The master is
+   * generated here (or imported from `importKey`), concealed, and wiped: it is never stored or sent.
+   */
+  async initKeyring(keyring: string, opts: { importKey?: Uint8Array } = {}): Promise<void> {
+    const info = await this.client.request<KeyringInfo>('GET', `/v1/keyrings/${keyring}/current`);
+    if (!isMode(info.mode)) throw new BlindfoldError('ERR_UNSUPPORTED_SCHEME', `unknown mode ${info.mode}`);
+    const existing = this.state.keyrings[keyring];
+    const masterVersion = existing ? info.masterVersion + 1 : info.masterVersion;
+    if (existing) {
+      // A new master version: tell the manager first (compare-and-swap), then conceal.
+      await this.client.request('POST', `/v1/keyrings/${keyring}/master`, { expected: info.masterVersion });
+    }
+    const c = await this.concealNewMaster(keyring, info, masterVersion, info.managerVersion, opts.importKey);
+    const ks: KeyringState = existing ?? { mode: info.mode, scheme: info.scheme, concealments: [] };
+    ks.concealments.push(c);
+    this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
+    await saveState(this.dir, this.state);
+  }
+
+  private async concealNewMaster(
+    keyring: string,
+    info: KeyringInfo,
+    masterVersion: number,
+    managerVersion: number,
+    importKey?: Uint8Array,
+  ): Promise<Concealment> {
+    const seed = importKey ? new Uint8Array(importKey) : new Uint8Array(randomBytes(32));
+    try {
+      if (info.mode === 'split') {
+        const op = getSplitOperator(info.scheme);
+        const master = op.fromSeed(seed);
+        const { blindedMaster, r } = splitMode.conceal(op, master);
+        zeroize(master);
+        await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
+          managerVersion,
+          r: toB64u(r),
+        });
+        zeroize(r);
+        return { masterVersion, managerVersion, concealed: toB64u(blindedMaster) };
+      }
+      const scheme = getScheme(info.scheme);
+      const a = await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
+        managerVersion,
+      });
+      this.checkKeyStatement(a);
+      const pk = scheme.decodePublicKey(fromB64u(a.publicKey));
+      const master = scheme.plaintextFromSeed(pk, seed);
+      const ct = homMode.conceal(scheme, pk, master);
+      const c: Concealment = {
+        masterVersion,
+        managerVersion,
+        publicKey: a.publicKey,
+        concealed: toB64u(scheme.encodeCiphertext(pk, ct)),
+      };
+      if (info.mode === 'hom2-opt') {
+        const optSeed = new Uint8Array(randomBytes(32));
+        const { ciphertext, blind } = scheme.blind(pk, ct, seededRng(optSeed));
+        scheme.wipeBlind(blind);
+        await this.client.request('POST', `/v1/keyrings/${keyring}/opt-setup`, {
+          managerVersion,
+          blinded: toB64u(scheme.encodeCiphertext(pk, ciphertext)),
+        });
+        c.optSeed = toB64u(optSeed);
+        zeroize(optSeed);
+      }
+      return c;
+    } finally {
+      zeroize(seed);
+    }
+  }
+
+  private concealment(keyring: string, masterVersion?: number, managerVersion?: number) {
+    const ks = this.state.keyrings[keyring];
+    if (!ks) {
+      throw new BlindfoldError(
+        'ERR_NOT_FOUND',
+        `this appliance holds no master key for keyring ${keyring}: run "blindfold appliance init --keyring ${keyring}"`,
+      );
+    }
+    const list = ks.concealments.filter(
+      (c) =>
+        (masterVersion === undefined || c.masterVersion === masterVersion) &&
+        (managerVersion === undefined || c.managerVersion === managerVersion),
+    );
+    const c = list.sort((a, b) => b.masterVersion - a.masterVersion || b.managerVersion - a.managerVersion)[0];
+    if (!c) {
+      throw new BlindfoldError(
+        'ERR_NOT_FOUND',
+        `no master key version ${masterVersion ?? '(latest)'} / manager version ${managerVersion ?? '(latest)'} for keyring ${keyring} on this appliance`,
+      );
+    }
+    return { ks, c };
+  }
+
+  /** Decoded scheme objects for a concealment, cached (no repeated decoding on hot paths). */
+  private decodedFor(ks: KeyringState, c: Concealment) {
+    const key = `${c.masterVersion}|${c.managerVersion}|${c.concealed.slice(0, 16)}`;
+    let d = this.decoded.get(key);
+    if (!d) {
+      const scheme = getScheme(ks.scheme);
+      const pk = scheme.decodePublicKey(fromB64u(c.publicKey ?? ''));
+      const concealed = scheme.decodeCiphertext(pk, fromB64u(c.concealed));
+      let blind: unknown;
+      if (c.optSeed) blind = scheme.blind(pk, concealed, seededRng(fromB64u(c.optSeed))).blind;
+      d = { pk, concealed, blind };
+      this.decoded.set(key, d);
+    }
+    return d;
+  }
+
+  /** Sub-process II: a new protected item, in one round trip in every mode. */
+  async newItem(keyring: string, opts: { ttlSeconds?: number } = {}): Promise<NewItem> {
+    const { ks, c } = this.concealment(keyring);
+    const entropy = new Uint8Array(randomBytes(16));
+    const body: Record<string, unknown> = {
+      keyring,
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      entropy: toB64u(entropy),
+    };
+    if (opts.ttlSeconds) body.ttlSeconds = opts.ttlSeconds;
+    const prepared = this.prepare(ks, c);
+    if (prepared.blinded) body.blinded = prepared.blinded;
+    const out = await this.client.request<{ itemId: string; managerVersion: number; ticket: string; answer: string }>(
+      'POST',
+      '/v1/items',
+      body,
+      { idempotent: true },
+    );
+    const itemId = fromB64u(out.itemId, 'itemId');
+    const ref: ItemRef = {
+      keyring,
+      itemId,
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      entropy,
+    };
+    const kek = this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+    return {
+      fields: {
+        scheme: this.schemeCode(ks),
+        mode: MODE_CODES[ks.mode],
+        keyring,
+        masterVersion: c.masterVersion,
+        managerKeyVersion: c.managerVersion,
+        itemId,
+        itemData: entropy,
+        ticket: fromB64u(out.ticket, 'ticket'),
+      },
+      kek,
+    };
+  }
+
+  /** Sub-process III: the KEK of an existing item, from its (not yet authenticated) header. */
+  async openItem(header: DecodedHeader | Uint8Array): Promise<Uint8Array> {
+    const h = header instanceof Uint8Array ? decodeHeader(header) : header;
+    const f = h.fields;
+    const { ks, c } = this.concealment(f.keyring, f.masterVersion, f.managerKeyVersion);
+    if (f.mode !== MODE_CODES[ks.mode] || f.scheme !== this.schemeCode(ks)) {
+      throw new BlindfoldError('ERR_DECODE', 'the header names a mode or scheme this keyring does not use');
+    }
+    const prepared = this.prepare(ks, c);
+    const body: Record<string, unknown> = {
+      keyring: f.keyring,
+      itemId: toB64u(f.itemId),
+      masterVersion: f.masterVersion,
+      managerVersion: f.managerKeyVersion,
+      entropy: toB64u(f.itemData),
+      ticket: toB64u(f.ticket),
+    };
+    if (prepared.blinded) body.blinded = prepared.blinded;
+    const out = await this.client.request<{ answer: string }>('POST', '/v1/recover', body, {
+      idempotent: true,
+    });
+    const ref: ItemRef = {
+      keyring: f.keyring,
+      itemId: f.itemId,
+      masterVersion: f.masterVersion,
+      managerVersion: f.managerKeyVersion,
+      entropy: f.itemData,
+    };
+    return this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+  }
+
+  private schemeCode(ks: KeyringState): number {
+    return ks.mode === 'split'
+      ? SPLIT_CODES[ks.scheme as keyof typeof SPLIT_CODES]
+      : SCHEME_CODES[ks.scheme as SchemeId];
+  }
+
+  private prepare(ks: KeyringState, c: Concealment): { blinded?: string; blind?: unknown } {
+    if (ks.mode !== 'hom2') return {};
+    const scheme = getScheme(ks.scheme);
+    const d = this.decodedFor(ks, c);
+    const { ciphertext, blind } = homMode.request(scheme, d.pk, d.concealed);
+    return { blinded: toB64u(scheme.encodeCiphertext(d.pk, ciphertext)), blind };
+  }
+
+  private finish(
+    ks: KeyringState,
+    c: Concealment,
+    prepared: { blind?: unknown },
+    answer: Uint8Array,
+    ref: ItemRef,
+  ): Uint8Array {
+    let secret: Uint8Array;
+    if (ks.mode === 'split') {
+      const op = getSplitOperator(ks.scheme);
+      secret = splitMode.finish(op, fromB64u(c.concealed), answer);
+    } else {
+      const scheme = getScheme(ks.scheme);
+      const d = this.decodedFor(ks, c);
+      const y = scheme.decodePlaintext(d.pk, answer);
+      if (ks.mode === 'hom2') {
+        secret = homMode.finish(scheme, d.pk, prepared.blind, y);
+        scheme.wipeBlind(prepared.blind);
+      } else {
+        secret = homMode.finish(scheme, d.pk, d.blind, y);
+      }
+    }
+    this.o.onItemSecret?.(ref.keyring, secret);
+    const kek = itemKek(secret, ref);
+    zeroize(secret);
+    return kek;
+  }
+}

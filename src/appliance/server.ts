@@ -1,0 +1,231 @@
+/**
+ * The appliance's local API for customer applications (seed: "customer application ... may use
+ * an appliance to perform secure storage I/O"): loopback only, authenticated by a bearer token
+ * kept in a 0600 file. Bytes and streams in and out (encrypt/decrypt), and data keys for callers
+ * that encrypt themselves (the CLI, the SDK's envelope helpers).
+ */
+import { PassThrough, Readable } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { equalBytes, fromB64u, toB64u, utf8, zeroize } from '../core/bytes.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { freshFileSecrets } from '../core/format.ts';
+import { sha256 } from '../core/hash.ts';
+import {
+  b64u,
+  errorResponses,
+  installErrorHandling,
+  installMetrics,
+  keyringName,
+  Metrics,
+} from '../server/common.ts';
+import type { Appliance } from './appliance.ts';
+import { decryptStream, encryptStream, readHeader, sealFileHeader, unwrapDek } from './stream.ts';
+
+export interface LocalServerOptions {
+  appliance: Appliance;
+  tokenHash: Uint8Array;
+  logger?: boolean | object;
+  metrics?: Metrics;
+}
+
+export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyInstance> {
+  const metrics = o.metrics ?? new Metrics();
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1 << 20, genReqId: () => crypto.randomUUID() });
+  installErrorHandling(app);
+  installMetrics(app, metrics, 'appliance');
+  // Streams are passed through untouched: constant memory whatever the size.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  const auth = (request: FastifyRequest) => {
+    const h = request.headers.authorization;
+    const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
+    if (!token || !equalBytes(sha256(utf8(token)), o.tokenHash)) {
+      throw new BlindfoldError(
+        'ERR_UNAUTHENTICATED',
+        'send Authorization: Bearer <token from the appliance local-api.token file>',
+      );
+    }
+  };
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/metrics', async (_r, reply) => {
+    void reply.header('content-type', 'text/plain; version=0.0.4');
+    return metrics.render();
+  });
+
+  app.get(
+    '/v1/status',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              applianceId: { type: 'string' },
+              name: { type: 'string' },
+              managerUrl: { type: 'string' },
+              manager: { type: 'string' },
+              keyrings: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    name: { type: 'string' },
+                    mode: { type: 'string' },
+                    scheme: { type: 'string' },
+                    masterVersion: { type: 'integer' },
+                    managerVersion: { type: 'integer' },
+                  },
+                },
+              },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      auth(request);
+      const s = o.appliance.state;
+      let manager = 'reachable';
+      try {
+        await o.appliance.client.request('GET', '/health', undefined, { idempotent: false });
+      } catch (e) {
+        manager = `unreachable: ${(e as Error).message}`;
+      }
+      return {
+        applianceId: s.applianceId,
+        name: s.name,
+        managerUrl: s.managerUrl,
+        manager,
+        keyrings: Object.entries(s.keyrings).map(([name, k]) => {
+          const latest = k.concealments.reduce((a, b) =>
+            b.masterVersion > a.masterVersion ||
+            (b.masterVersion === a.masterVersion && b.managerVersion > a.managerVersion)
+              ? b
+              : a,
+          );
+          return {
+            name,
+            mode: k.mode,
+            scheme: k.scheme,
+            masterVersion: latest.masterVersion,
+            managerVersion: latest.managerVersion,
+          };
+        }),
+      };
+    },
+  );
+
+  const dataKeyOut = {
+    type: 'object',
+    additionalProperties: false,
+    properties: { header: { type: 'string' }, dek: { type: 'string' } },
+  } as const;
+
+  app.post<{ Body: { keyring: string; ttlSeconds?: number } }>(
+    '/v1/datakey',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyring'],
+          properties: { keyring: keyringName, ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 } },
+        },
+        response: { 200: dataKeyOut, ...errorResponses },
+      },
+    },
+    async (request) => {
+      auth(request);
+      const item = await o.appliance.newItem(request.body.keyring, { ttlSeconds: request.body.ttlSeconds });
+      const { dek, fileNonce } = freshFileSecrets();
+      const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
+      zeroize(item.kek);
+      const out = { header: toB64u(header), dek: toB64u(dek) };
+      zeroize(dek);
+      return out;
+    },
+  );
+
+  app.post<{ Body: { header: string } }>(
+    '/v1/datakey/open',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['header'],
+          properties: { header: b64u(140000, 12) },
+        },
+        response: { 200: dataKeyOut, ...errorResponses },
+      },
+    },
+    async (request) => {
+      auth(request);
+      const header = fromB64u(request.body.header, 'header');
+      const kek = await o.appliance.openItem(header);
+      const dek = unwrapDek(header, kek);
+      zeroize(kek);
+      const out = { header: request.body.header, dek: toB64u(dek) };
+      zeroize(dek);
+      return out;
+    },
+  );
+
+  app.post<{ Querystring: { keyring: string } }>(
+    '/v1/encrypt',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyring'],
+          properties: { keyring: keyringName },
+        },
+      },
+    },
+    async (request, reply) => {
+      auth(request);
+      const input = request.body as Readable | undefined;
+      if (!(input instanceof Readable)) {
+        throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'send the bytes as application/octet-stream');
+      }
+      const item = await o.appliance.newItem(request.query.keyring);
+      const { dek, fileNonce } = freshFileSecrets();
+      const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
+      zeroize(item.kek);
+      void reply.header('content-type', 'application/octet-stream');
+      const out = new PassThrough();
+      encryptStream(input, out, { header, dek, fileNonce })
+        .catch((e) => out.destroy(e as Error))
+        .finally(() => zeroize(dek));
+      return reply.send(out);
+    },
+  );
+
+  app.post('/v1/decrypt', async (request, reply) => {
+    auth(request);
+    const input = request.body as Readable | undefined;
+    if (!(input instanceof Readable)) {
+      throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'send the Blindfold file as application/octet-stream');
+    }
+    // Everything that can be refused is checked before the first plaintext byte is sent.
+    const { header, headerBytes, payload } = await readHeader(input);
+    const kek = await o.appliance.openItem(header);
+    const dek = unwrapDek(headerBytes, kek);
+    zeroize(kek);
+    void reply.header('content-type', 'application/octet-stream');
+    const out = new PassThrough();
+    // A chunk that fails after streaming started aborts the response: clients must treat an
+    // incomplete body as a failure (the CLI writes atomically and discards it).
+    decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce })
+      .catch((e) => out.destroy(e as Error))
+      .finally(() => zeroize(dek));
+    return reply.send(out);
+  });
+
+  return app;
+}

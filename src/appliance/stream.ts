@@ -1,0 +1,544 @@
+/**
+ * Streaming encryption and decryption of Blindfold files (SPEC.md §6; layout in core/format.ts),
+ * with AES-256-GCM from node:crypto (OpenSSL).
+ *
+ * Memory is constant: the encryptor copies its input into one reused 64 KiB buffer and the
+ * decryptor into one reused 64 KiB + 16 buffer; a file of any size goes through them. Backpressure
+ * comes from stream.pipeline: the generator that seals chunks is suspended while the destination
+ * is full.
+ *
+ * Decryption verifies each chunk's tag before its plaintext leaves this module, so nothing
+ * unverified is ever written. A damaged file is detected at the first bad chunk; plaintext of the
+ * chunks before it (each authentic) may already have been written, so a caller that writes to a
+ * file must write through util/atomic.ts and abort() on error — the temporary file, with those
+ * verified chunks, is then deleted and the destination path never sees a partial file.
+ *
+ * node:crypto allocates a new Buffer for every `update()` (its output) and every tag; that, not
+ * the cipher, is what bounds throughput (DESIGN.md §5). The chunk buffers and the nonce buffer are
+ * reused; the key is turned into a KeyObject once per stream.
+ */
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
+import { read as fsRead, fstat as fsFstat } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { concat, equalBytes, zeroize } from '../core/bytes.ts';
+import { BlindfoldError, decryptFailed, isBlindfoldError } from '../core/errors.ts';
+import {
+  type Aead,
+  CHUNK_NONCE_SIZE,
+  CHUNK_SIZE,
+  chunkCount,
+  chunkNonce,
+  chunkOffset,
+  chunksForRange,
+  type DecodedHeader,
+  decodeHeader,
+  HEADER_PREFIX_SIZE,
+  type HeaderFields,
+  headerAad,
+  openHeader,
+  payloadKey,
+  peekHeaderLength,
+  plainSizeFromCiphertext,
+  SEALED_CHUNK_SIZE,
+  sealHeader,
+  TAG_SIZE,
+  WRAP_NONCE_SIZE,
+} from '../core/format.ts';
+import { type Rng, systemRng } from '../core/random.ts';
+
+const ALG = 'aes-256-gcm';
+const EMPTY = Buffer.alloc(0);
+
+/** AES-256-GCM over node:crypto, for the pure code in core/format.ts. */
+export const nodeAesGcm: Aead = {
+  seal(key, nonce, plaintext, aad) {
+    const c = createCipheriv(ALG, key, nonce, { authTagLength: TAG_SIZE });
+    if (aad) c.setAAD(aad);
+    const ct = c.update(plaintext);
+    c.final();
+    return concat(ct, c.getAuthTag());
+  },
+  open(key, nonce, ciphertext, aad) {
+    if (ciphertext.length < TAG_SIZE || key.length !== 32) throw decryptFailed();
+    const n = ciphertext.length - TAG_SIZE;
+    const d = createDecipheriv(ALG, key, nonce, { authTagLength: TAG_SIZE });
+    d.setAuthTag(ciphertext.subarray(n));
+    if (aad) d.setAAD(aad);
+    const pt = d.update(ciphertext.subarray(0, n));
+    try {
+      d.final();
+    } catch (cause) {
+      pt.fill(0);
+      throw decryptFailed(cause);
+    }
+    return pt;
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Header helpers (the envelope)
+
+/** wrappedDek = AES-256-GCM(kek, wrapNonce, dek, aad): 48 bytes. aad = headerAad(fields, wrapNonce). */
+export function wrapDek(kek: Uint8Array, dek: Uint8Array, aad: Uint8Array, wrapNonce: Uint8Array): Uint8Array {
+  if (kek.length !== 32 || dek.length !== 32 || wrapNonce.length !== WRAP_NONCE_SIZE) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'wrapDek needs a 32-byte KEK and DEK and a 12-byte nonce');
+  }
+  return nodeAesGcm.seal(kek, wrapNonce, dek, aad);
+}
+
+/** Returns the DEK; ERR_DECRYPT for a wrong KEK or any changed header byte. */
+export function unwrapDek(header: DecodedHeader | Uint8Array, kek: Uint8Array): Uint8Array {
+  const h = header instanceof Uint8Array ? decodeHeader(header) : header;
+  return openHeader(nodeAesGcm, h, kek);
+}
+
+/** A complete header for a new file: fresh wrap nonce, DEK wrapped under the KEK. */
+export function sealFileHeader(fields: HeaderFields, kek: Uint8Array, dek: Uint8Array, rng: Rng = systemRng): Uint8Array {
+  return sealHeader(nodeAesGcm, fields, kek, dek, rng);
+}
+
+/**
+ * Rotation without re-encryption: unwrap under the old KEK, wrap under the new one with the given
+ * field changes. The fileNonce is kept (it salts the payload key), so the chunks after the old
+ * header stay valid: the caller writes the new header followed by the old file's bytes from
+ * `header.headerLength` on.
+ */
+export function rewrapHeader(
+  header: DecodedHeader | Uint8Array,
+  oldKek: Uint8Array,
+  newKek: Uint8Array,
+  changes: Partial<Omit<HeaderFields, 'fileNonce'>> = {},
+  rng: Rng = systemRng,
+): Uint8Array {
+  const h = header instanceof Uint8Array ? decodeHeader(header) : header;
+  const dek = unwrapDek(h, oldKek);
+  try {
+    const fields: HeaderFields = { ...h.fields, ...changes, fileNonce: h.fields.fileNonce };
+    return sealFileHeader(fields, newKek, dek, rng);
+  } finally {
+    zeroize(dek);
+  }
+}
+
+/** headerAad re-exported for callers that build headers by hand with wrapDek. */
+export { headerAad };
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+type ByteSource = Readable | AsyncIterable<Uint8Array>;
+
+function asBytes(piece: unknown): Uint8Array {
+  if (piece instanceof Uint8Array) return piece;
+  throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'stream input must yield bytes (Uint8Array/Buffer), not strings');
+}
+
+/**
+ * Collects output buffers and releases them about `limit` bytes at a time. Writing 64 KiB + 16
+ * bytes per chunk makes a file destination wait for one write round trip per chunk (pipe() pauses
+ * on every write above the destination's highWaterMark), which measured ~7x slower than 1 MiB
+ * writes; the concat copy costs far less than that. Memory stays bounded by `limit`.
+ */
+class Batch {
+  #parts: Buffer[] = [];
+  #bytes = 0;
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  add(b: Buffer): void {
+    if (b.length > 0) {
+      this.#parts.push(b);
+      this.#bytes += b.length;
+    }
+  }
+
+  /** A buffer to write once `limit` bytes have gathered, else undefined. */
+  ready(): Buffer | undefined {
+    return this.#bytes >= this.#limit ? this.take() : undefined;
+  }
+
+  take(): Buffer | undefined {
+    if (this.#bytes === 0) return undefined;
+    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes);
+    this.#parts = [];
+    this.#bytes = 0;
+    return out;
+  }
+}
+
+/** Default size of the writes to the output (see Batch). */
+export const DEFAULT_WRITE_SIZE = 1 << 20;
+
+function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
+  const k = payloadKey(dek, fileNonce);
+  try {
+    return createSecretKey(k);
+  } finally {
+    zeroize(k);
+  }
+}
+
+export interface EncryptStreamOptions {
+  /** The encoded header (sealFileHeader). Written first, unchanged. */
+  header: Uint8Array;
+  /** The DEK wrapped in `header`. */
+  dek: Uint8Array;
+  /** Must equal the header's fileNonce (checked). */
+  fileNonce: Uint8Array;
+  /** End `output` when done (default true, like stream.pipeline). */
+  end?: boolean;
+  /** Output is written in pieces of about this many bytes (default 1 MiB; ≤ 64 KiB = one per chunk). */
+  writeSize?: number;
+}
+
+export interface StreamResult {
+  plainSize: number;
+  /** Bytes written to the output, header included. */
+  fileSize: number;
+}
+
+/** Encrypts `input` to `output` as a Blindfold file. Constant memory, one chunk buffer. */
+export async function encryptStream(input: ByteSource, output: Writable, opts: EncryptStreamOptions): Promise<StreamResult> {
+  const decoded = decodeHeader(opts.header);
+  if (decoded.headerLength !== opts.header.length) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'header has trailing bytes');
+  }
+  if (!equalBytes(decoded.fields.fileNonce, opts.fileNonce)) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', "fileNonce does not match the header's");
+  }
+  const key = payloadKeyObject(opts.dek, opts.fileNonce);
+  const buf = Buffer.allocUnsafe(CHUNK_SIZE);
+  const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
+  let fill = 0;
+  let index = 0;
+  let plainSize = 0;
+  let fileSize = opts.header.length;
+
+  // Seals buf[0, fill) as chunk `index`. update() copies out synchronously, so buf is free again.
+  const seal = (last: boolean): [Buffer, Buffer] => {
+    const c = createCipheriv(ALG, key, chunkNonce(index, last, nonce), { authTagLength: TAG_SIZE });
+    const ct = fill > 0 ? c.update(buf.subarray(0, fill)) : EMPTY;
+    c.final();
+    const tag = c.getAuthTag();
+    index++;
+    plainSize += fill;
+    fileSize += fill + TAG_SIZE;
+    fill = 0;
+    return [ct, tag];
+  };
+
+  async function* sealer(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+    const batch = new Batch(opts.writeSize ?? DEFAULT_WRITE_SIZE);
+    batch.add(Buffer.from(opts.header));
+    for await (const raw of source) {
+      const piece = asBytes(raw);
+      let off = 0;
+      while (off < piece.length) {
+        // A full buffer is sealed as non-final only once we know more data follows.
+        if (fill === CHUNK_SIZE) {
+          const [ct, tag] = seal(false);
+          batch.add(ct);
+          batch.add(tag);
+          const out = batch.ready();
+          if (out) yield out;
+        }
+        const n = Math.min(CHUNK_SIZE - fill, piece.length - off);
+        buf.set(piece.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+      }
+    }
+    const [ct, tag] = seal(true);
+    batch.add(ct);
+    batch.add(tag);
+    const out = batch.take();
+    if (out) yield out;
+  }
+
+  try {
+    await pipeline(input, sealer, output, { end: opts.end ?? true });
+  } finally {
+    buf.fill(0);
+  }
+  return { plainSize, fileSize };
+}
+
+export interface DecryptStreamOptions {
+  dek: Uint8Array;
+  /** From the file's (decoded) header. */
+  fileNonce: Uint8Array;
+  /** End `output` when done (default true). */
+  end?: boolean;
+  /** Plaintext is written in pieces of about this many bytes (default 1 MiB; ≤ 64 KiB = one per chunk). */
+  writeSize?: number;
+}
+
+/** Opens one sealed chunk; returns its plaintext only if the tag verified, else undefined. */
+function openChunk(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number, last: boolean): Buffer | undefined {
+  const n = sealed.length - TAG_SIZE;
+  const d = createDecipheriv(ALG, key, chunkNonce(index, last, nonce), { authTagLength: TAG_SIZE });
+  d.setAuthTag(sealed.subarray(n));
+  const pt = n > 0 ? d.update(sealed.subarray(0, n)) : EMPTY;
+  try {
+    d.final();
+  } catch {
+    pt.fill(0); // unverified plaintext never leaves this function
+    return undefined;
+  }
+  return pt;
+}
+
+/**
+ * The final chunk decides whether the stream is complete (SPEC.md §6): it must open with the last
+ * flag set. A full-size final chunk that opens with the flag clear is an authentic chunk from the
+ * middle of the stream, i.e. the file was truncated at a chunk boundary.
+ */
+function openFinal(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number): Buffer {
+  const len = sealed.length;
+  if (len < TAG_SIZE) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
+  if (len === TAG_SIZE && index > 0) {
+    throw new BlindfoldError('ERR_DECODE', 'invalid Blindfold payload: empty final chunk after full chunks');
+  }
+  const pt = openChunk(key, nonce, sealed, index, true);
+  if (pt) return pt;
+  if (len === SEALED_CHUNK_SIZE) {
+    const mid = openChunk(key, nonce, sealed, index, false);
+    if (mid) {
+      mid.fill(0);
+      throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
+    }
+  }
+  throw decryptFailed();
+}
+
+/**
+ * Decrypts a Blindfold payload (the bytes after the header: see readHeader) to `output`. Every
+ * chunk is verified before its plaintext is written. Errors: ERR_DECRYPT (a chunk fails: wrong key,
+ * tampering, reordering, appended data, a cut inside the final chunk), ERR_TRUNCATED (the stream
+ * ends at a chunk boundary or inside a tag), ERR_DECODE (an impossible layout). On error the
+ * output may hold verified plaintext of earlier chunks: discard it (util/atomic.ts abort()).
+ */
+export async function decryptStream(payload: ByteSource, output: Writable, opts: DecryptStreamOptions): Promise<{ plainSize: number }> {
+  const key = payloadKeyObject(opts.dek, opts.fileNonce);
+  const buf = Buffer.allocUnsafe(SEALED_CHUNK_SIZE);
+  const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
+  let fill = 0;
+  let index = 0;
+  let plainSize = 0;
+
+  async function* opener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+    const batch = new Batch(opts.writeSize ?? DEFAULT_WRITE_SIZE);
+    for await (const raw of source) {
+      const piece = asBytes(raw);
+      let off = 0;
+      while (off < piece.length) {
+        // A full sealed chunk followed by more bytes cannot be the final chunk.
+        if (fill === SEALED_CHUNK_SIZE) {
+          const pt = openChunk(key, nonce, buf, index, false);
+          if (!pt) throw decryptFailed();
+          index++;
+          fill = 0;
+          plainSize += pt.length;
+          batch.add(pt);
+          const out = batch.ready();
+          if (out) yield out;
+        }
+        const n = Math.min(SEALED_CHUNK_SIZE - fill, piece.length - off);
+        buf.set(piece.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+      }
+    }
+    const pt = openFinal(key, nonce, buf.subarray(0, fill), index);
+    plainSize += pt.length;
+    batch.add(pt);
+    const out = batch.take();
+    if (out) yield out;
+  }
+
+  try {
+    await pipeline(payload, opener, output, { end: opts.end ?? true });
+  } finally {
+    buf.fill(0);
+  }
+  return { plainSize };
+}
+
+/**
+ * Reads and decodes the header at the start of a byte stream. Returns the header and the rest of
+ * the stream as `payload` (for decryptStream). The caller must consume or abandon `payload`.
+ */
+export async function readHeader(
+  input: ByteSource,
+): Promise<{ header: DecodedHeader; headerBytes: Uint8Array; payload: AsyncIterable<Uint8Array> }> {
+  const it = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  let want = HEADER_PREFIX_SIZE;
+  let got: Uint8Array = new Uint8Array(0);
+  let header: DecodedHeader;
+  try {
+    for (;;) {
+      while (have < want) {
+        const r = await it.next();
+        if (r.done) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
+        const piece = asBytes(r.value);
+        parts.push(piece);
+        have += piece.length;
+      }
+      got = parts.length === 1 ? parts[0]! : concat(...parts);
+      parts.length = 0;
+      parts.push(got);
+      if (want !== HEADER_PREFIX_SIZE) break;
+      want = peekHeaderLength(got);
+    }
+    header = decodeHeader(got);
+  } catch (e) {
+    await it.return?.();
+    throw e;
+  }
+  const headerBytes = new Uint8Array(got.subarray(0, header.headerLength));
+  const rest = got.subarray(header.headerLength);
+  async function* payload(): AsyncGenerator<Uint8Array> {
+    try {
+      if (rest.length > 0) yield rest;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield asBytes(r.value);
+      }
+    } finally {
+      await it.return?.();
+    }
+  }
+  return { header, headerBytes, payload: payload() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random access
+
+/** A file to read at positions: a path (opened and closed here), a FileHandle or an fd (left open). */
+export type FileRef = string | number | FileHandle;
+
+interface Positional {
+  size(): Promise<number>;
+  read(buf: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+const readFd = promisify(fsRead);
+const fstatFd = promisify(fsFstat);
+
+async function positional(file: FileRef): Promise<Positional> {
+  if (typeof file === 'number') {
+    return {
+      size: async () => (await fstatFd(file)).size,
+      read: async (buf, length, position) => (await readFd(file, buf, 0, length, position)).bytesRead,
+      close: async () => {},
+    };
+  }
+  const owned = typeof file === 'string';
+  let fh: FileHandle;
+  try {
+    fh = owned ? await open(file, 'r') : file;
+  } catch (cause) {
+    throw new BlindfoldError('ERR_IO', `cannot open ${String(file)}: ${(cause as Error).message}`, { cause });
+  }
+  return {
+    size: async () => (await fh.stat()).size,
+    read: async (buf, length, position) => (await fh.read(buf, 0, length, position)).bytesRead,
+    close: async () => {
+      if (owned) await fh.close();
+    },
+  };
+}
+
+async function readExactly(f: Positional, buf: Buffer, length: number, position: number): Promise<Buffer> {
+  let got = 0;
+  while (got < length) {
+    let n: number;
+    try {
+      n = await f.read(got === 0 ? buf : buf.subarray(got), length - got, position + got);
+    } catch (cause) {
+      throw new BlindfoldError('ERR_IO', `read failed: ${(cause as Error).message}`, { cause });
+    }
+    if (n === 0) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk (changed while reading?)');
+    got += n;
+  }
+  return buf.subarray(0, length);
+}
+
+/** Reads and decodes the header at the start of a file (not yet authenticated: see unwrapDek). */
+export async function readFileHeader(file: FileRef): Promise<DecodedHeader> {
+  const f = await positional(file);
+  try {
+    const size = await f.size();
+    const prefix = await readExactly(f, Buffer.alloc(HEADER_PREFIX_SIZE), Math.min(size, HEADER_PREFIX_SIZE), 0);
+    const len = peekHeaderLength(prefix);
+    if (size < len) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
+    return decodeHeader(await readExactly(f, Buffer.alloc(len), len, 0));
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * Decrypts plaintext bytes [start, end) of a Blindfold file, reading only the chunks that hold
+ * them plus the final chunk, whose last flag (with the file size) proves that the file is not
+ * truncated. `header` must be this file's header (readFileHeader) and `dek` its unwrapped DEK.
+ * Errors: ERR_TRUNCATED / ERR_DECODE (size impossible or final chunk missing), ERR_DECRYPT (a
+ * chunk fails), ERR_INVALID_ARGUMENT (range outside the plaintext), ERR_IO.
+ */
+export async function decryptRange(
+  file: FileRef,
+  start: number,
+  end: number,
+  dek: Uint8Array,
+  header: Pick<DecodedHeader, 'headerLength'> & { fields: Pick<HeaderFields, 'fileNonce'> },
+): Promise<Uint8Array> {
+  const key = payloadKeyObject(dek, header.fields.fileNonce);
+  const f = await positional(file);
+  const buf = Buffer.allocUnsafe(SEALED_CHUNK_SIZE);
+  const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
+  try {
+    const size = await f.size();
+    const plainSize = plainSizeFromCiphertext(size, header.headerLength);
+    const n = chunkCount(plainSize);
+    const lastIndex = n - 1;
+    const lastOff = chunkOffset(lastIndex, header.headerLength);
+    const finalPt = openFinal(key, nonce, await readExactly(f, buf, size - lastOff, lastOff), lastIndex);
+    const { first, endChunk, skip } = chunksForRange(start, end, plainSize);
+    const out = Buffer.allocUnsafe(end - start);
+    let o = 0;
+    let from = skip;
+    for (let i = first; i < endChunk; i++) {
+      let pt: Buffer | undefined;
+      if (i === lastIndex) {
+        pt = finalPt;
+      } else {
+        const sealed = await readExactly(f, buf, SEALED_CHUNK_SIZE, chunkOffset(i, header.headerLength));
+        pt = openChunk(key, nonce, sealed, i, false);
+        if (!pt) throw decryptFailed();
+      }
+      const take = Math.min(pt.length - from, end - start - o);
+      pt.copy(out, o, from, from + take);
+      o += take;
+      from = 0;
+      if (pt !== finalPt) pt.fill(0);
+    }
+    finalPt.fill(0);
+    return out;
+  } catch (e) {
+    if (isBlindfoldError(e)) throw e;
+    throw new BlindfoldError('ERR_IO', `cannot read ${String(file)}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    buf.fill(0);
+    await f.close();
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The `blindfold` command. Every subcommand validates its arguments, answers `--help`, and fails
+ * with `error [CODE]: message` on stderr and a non-zero exit status, never a stack trace.
+ */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createJsonClient, type JsonClient } from '../appliance/client.ts';
+import { enrollAppliance, loadState } from '../appliance/appliance.ts';
+import { readLocalInfo, startAppliance } from '../appliance/run.ts';
+import { verifyChain } from '../core/audit.ts';
+import { BlindfoldError, isBlindfoldError } from '../core/errors.ts';
+import { OPERATOR_TOKEN_FILE, rootKeyFromEnv, startManager } from '../manager/run.ts';
+import { loadRootKey } from '../manager/seal.ts';
+import type { StoredAuditEntry } from '../store/types.ts';
+import { decryptFile, encryptFile } from './files.ts';
+
+const HELP: Record<string, string> = {
+  main: `blindfold — a key manager that never sees the keys it manages
+
+Usage: blindfold <command> [options]
+
+Commands:
+  up                 run a manager and one appliance locally (what "npm start" does)
+  manager            run a manager
+  appliance init     enroll an appliance with a manager and conceal a master key
+  appliance run      run an enrolled appliance's local API
+  encrypt FILE       encrypt a file (or - for stdin) through the local appliance
+  decrypt FILE       decrypt a file (or - for stdin); --range START:END for a byte range
+  status             show the local deployment
+  keys rotate        rotate a keyring's manager key or master key
+  audit verify       verify the manager's audit hash chain
+
+Global options:
+  --home DIR         data directory (default $BLINDFOLD_HOME or ./.blindfold)
+  -h, --help         help for any command
+`,
+  up: `Usage: blindfold up [--home DIR] [--port 7300] [--local-port 7301] [--mode hom2] [--scheme ec-elgamal]
+
+Starts a manager (SQLite under DIR/manager) and one appliance (DIR/appliance) on loopback.
+The first run creates the local CA, a root key file (DIR/secrets/root.key), the operator token,
+a keyring "default" and the appliance's concealed master key. Later runs keep all data.
+In production, give the manager its root key from outside its data directory
+(BLINDFOLD_ROOT_KEY or --root-key-file): see docs/OPERATIONS.md.
+`,
+  manager: `Usage: blindfold manager [--home DIR] [--host 127.0.0.1] [--port 7300] [--store sqlite|sqlite:PATH]
+                         [--root-key-file FILE] [--insecure-http]
+
+The root key comes from BLINDFOLD_ROOT_KEY (base64url, 32 bytes) or --root-key-file (mode 0600).
+Without one the manager refuses to start: stealing its database alone must yield nothing.
+TLS is on by default (a local CA is created at first start); --insecure-http serves plain HTTP,
+on which appliances cannot authenticate (mutual TLS).
+`,
+  'appliance init': `Usage: blindfold appliance init --manager URL --ca FILE --token TOKEN [--name NAME]
+                              [--keyring default] [--import-key FILE] [--home DIR]
+
+Enrolls with a one-time enrollment token, generates the master key here and conceals it at once
+(or imports 32 bytes of key material from FILE). The plain master key is never stored or sent.
+With an existing enrollment, --keyring joins another keyring or adds a new master-key version.
+`,
+  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301]
+
+Serves the local API on 127.0.0.1 (token in DIR/local-api.token).
+`,
+  encrypt: `Usage: blindfold encrypt FILE|- [-o OUT|-] [--keyring default] [--home DIR]
+
+Output defaults to FILE.bf. Written atomically: a failure leaves no partial file.
+`,
+  decrypt: `Usage: blindfold decrypt FILE|- [-o OUT|-] [--range START:END] [--home DIR]
+
+Output defaults to FILE without .bf. Every chunk is authenticated before it is written; a
+tampered or truncated file fails and leaves no output. --range decrypts bytes [START, END) only.
+`,
+  status: `Usage: blindfold status [--home DIR]\n`,
+  'keys rotate': `Usage: blindfold keys rotate [--keyring default] [--master] [--home DIR]
+
+Without --master: a new manager-key version (operator). With --master: a new master-key version,
+generated and concealed on the appliance. Existing files keep decrypting with their versions.
+`,
+  'audit verify': `Usage: blindfold audit verify [--home DIR] [--manager URL]
+
+Reads the whole audit log through the operator API and checks its hash chain.
+`,
+};
+
+function home(values: { home?: string }): string {
+  return resolve(values.home ?? process.env.BLINDFOLD_HOME ?? '.blindfold');
+}
+
+function usage(key: string, message: string): never {
+  throw new BlindfoldError('ERR_INVALID_ARGUMENT', `${message}\n\n${HELP[key] ?? HELP.main}`);
+}
+
+const common = { home: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+/** Parsed options: strings for string options, booleans for flags (parseArgs guarantees it). */
+// biome-ignore lint/suspicious/noExplicitAny: values are typed by the option spec at runtime
+type Values = Record<string, any>;
+
+function parse(key: string, args: string[], options: OptionSpec): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    usage(key, (e as Error).message);
+  }
+}
+
+function int(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) throw new BlindfoldError('ERR_INVALID_ARGUMENT', `${name} must be a whole number`);
+  return Number(v);
+}
+
+async function localClient(h: string): Promise<JsonClient> {
+  const info = await readLocalInfo(join(h, 'appliance'));
+  return createJsonClient({ baseUrl: info.url, token: info.token, retries: 2, timeoutMs: 60000 });
+}
+
+async function operatorClient(h: string, url?: string): Promise<JsonClient> {
+  const mh = join(h, 'manager');
+  const token = (await readFile(join(mh, OPERATOR_TOKEN_FILE), 'utf8').catch(() => '')).trim();
+  if (!token) {
+    throw new BlindfoldError('ERR_UNAUTHENTICATED', `no operator token in ${mh}: is this a manager home?`);
+  }
+  const caPem = await readFile(join(mh, 'pki', 'ca.pem'), 'utf8');
+  let base = url;
+  if (!base) {
+    try {
+      base = JSON.parse(await readFile(join(mh, 'manager.json'), 'utf8')).url as string;
+    } catch (cause) {
+      throw new BlindfoldError('ERR_UNAVAILABLE', `no running manager found in ${mh}`, { cause });
+    }
+  }
+  return createJsonClient({ baseUrl: base, caPem, token });
+}
+
+async function waitForSignal(close: () => Promise<void>): Promise<void> {
+  await new Promise<void>((resolveWait) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      close().then(resolveWait, resolveWait);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+async function cmdManager(args: string[]) {
+  const { values } = parse('manager', args, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    store: { type: 'string' },
+    'root-key-file': { type: 'string' },
+    'insecure-http': { type: 'boolean' },
+  });
+  if (values.help) return console.log(HELP.manager);
+  const h = values.home ? resolve(values.home) : join(home(values), 'manager');
+  const rootKey =
+    rootKeyFromEnv(process.env) ??
+    (values['root-key-file'] ? await loadRootKey({ file: values['root-key-file'] }) : undefined);
+  if (!rootKey) {
+    throw new BlindfoldError(
+      'ERR_SEALED',
+      'no root key: set BLINDFOLD_ROOT_KEY or pass --root-key-file (see blindfold manager --help)',
+    );
+  }
+  const m = await startManager({
+    home: h,
+    host: values.host,
+    port: int(values.port, '--port', 7300),
+    rootKey,
+    store: values.store,
+    insecureHttp: values['insecure-http'],
+    logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
+  });
+  const { writeFileAtomic } = await import('../util/atomic.ts');
+  await writeFileAtomic(join(h, 'manager.json'), `${JSON.stringify({ url: m.url, pid: process.pid })}\n`);
+  console.error(`blindfold manager listening on ${m.url}`);
+  await waitForSignal(() => m.close());
+}
+
+async function cmdApplianceInit(args: string[]) {
+  const { values } = parse('appliance init', args, {
+    manager: { type: 'string' },
+    ca: { type: 'string' },
+    token: { type: 'string' },
+    name: { type: 'string' },
+    keyring: { type: 'string' },
+    'import-key': { type: 'string' },
+  });
+  if (values.help) return console.log(HELP['appliance init']);
+  const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
+  const keyring = values.keyring ?? 'default';
+  const importKey = values['import-key'] ? await readImportKey(values['import-key']) : undefined;
+  let state = await loadState(h).catch(() => undefined);
+  if (!state) {
+    if (!values.manager || !values.ca || !values.token) {
+      usage('appliance init', 'a new appliance needs --manager, --ca and --token');
+    }
+    const caPem = await readFile(values.ca, 'utf8').catch((cause) => {
+      throw new BlindfoldError('ERR_IO', `cannot read the CA certificate ${values.ca}`, { cause });
+    });
+    state = await enrollAppliance({
+      dir: h,
+      managerUrl: values.manager,
+      caPem,
+      token: values.token,
+      name: values.name ?? 'appliance',
+    });
+    console.error(`enrolled as ${state.applianceId}`);
+  }
+  const { Appliance } = await import('../appliance/appliance.ts');
+  const a = new Appliance({ dir: h, state });
+  try {
+    await a.initKeyring(keyring, { importKey });
+  } finally {
+    a.close();
+  }
+  console.error(`master key for keyring "${keyring}" generated and concealed; the plain key was wiped`);
+}
+
+async function readImportKey(path: string): Promise<Uint8Array> {
+  const raw = await readFile(path).catch((cause) => {
+    throw new BlindfoldError('ERR_IO', `cannot read ${path}`, { cause });
+  });
+  const b = new Uint8Array(raw);
+  if (b.length !== 32) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', `--import-key needs exactly 32 bytes of key material, ${path} has ${b.length}`);
+  }
+  return b;
+}
+
+async function cmdApplianceRun(args: string[]) {
+  const { values } = parse('appliance run', args, { port: { type: 'string' } });
+  if (values.help) return console.log(HELP['appliance run']);
+  const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
+  const a = await startAppliance({
+    home: h,
+    port: int(values.port, '--port', 7301),
+    logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
+  });
+  console.error(`blindfold appliance ${a.appliance.id} local API on ${a.url}`);
+  await waitForSignal(() => a.close());
+}
+
+async function cmdUp(args: string[]) {
+  const { values } = parse('up', args, {
+    port: { type: 'string' },
+    'local-port': { type: 'string' },
+    mode: { type: 'string' },
+    scheme: { type: 'string' },
+  });
+  if (values.help) return console.log(HELP.up);
+  const { up } = await import('./up.ts');
+  await up({
+    home: home(values),
+    port: int(values.port, '--port', 7300),
+    localPort: int(values['local-port'], '--local-port', 7301),
+    mode: values.mode ?? 'hom2',
+    scheme: values.scheme,
+  });
+}
+
+function parseRange(s: string): { start: number; end: number } {
+  const m = /^(\d+):(\d+)$/.exec(s);
+  if (!m) throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--range takes START:END (bytes, END exclusive)');
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (!(end > start)) throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--range END must be greater than START');
+  return { start, end };
+}
+
+async function cmdCrypt(which: 'encrypt' | 'decrypt', args: string[]) {
+  const { values, positionals } = parse(which, args, {
+    output: { type: 'string', short: 'o' },
+    keyring: { type: 'string' },
+    range: { type: 'string' },
+  });
+  if (values.help) return console.log(HELP[which]);
+  if (positionals.length !== 1) usage(which, `${which} takes exactly one FILE (or - for stdin)`);
+  if (which === 'encrypt' && values.range) usage(which, '--range is for decrypt');
+  const local = await localClient(home(values));
+  try {
+    const job = {
+      input: positionals[0]!,
+      output: values.output,
+      keyring: values.keyring,
+      range: values.range ? parseRange(values.range) : undefined,
+      progress: process.stderr.isTTY === true,
+    };
+    const r = which === 'encrypt' ? await encryptFile(local, job) : await decryptFile(local, job);
+    if (r.output !== '-') console.error(`${which}ed ${r.bytes} bytes -> ${r.output}`);
+  } finally {
+    local.close();
+  }
+}
+
+async function cmdStatus(args: string[]) {
+  const { values } = parse('status', args, {});
+  if (values.help) return console.log(HELP.status);
+  const local = await localClient(home(values));
+  try {
+    const s = await local.request<Record<string, unknown>>('GET', '/v1/status');
+    console.log(JSON.stringify(s, null, 2));
+  } finally {
+    local.close();
+  }
+}
+
+async function cmdKeysRotate(args: string[]) {
+  const { values } = parse('keys rotate', args, { keyring: { type: 'string' }, master: { type: 'boolean' } });
+  if (values.help) return console.log(HELP['keys rotate']);
+  const h = home(values);
+  const keyring = values.keyring ?? 'default';
+  if (values.master) {
+    const ah = join(h, 'appliance');
+    const { Appliance } = await import('../appliance/appliance.ts');
+    const a = new Appliance({ dir: ah, state: await loadState(ah) });
+    try {
+      await a.initKeyring(keyring);
+    } finally {
+      a.close();
+    }
+    console.error(`keyring ${keyring}: new master-key version concealed; restart the appliance to use it`);
+    return;
+  }
+  const op = await operatorClient(h);
+  try {
+    const k = await op.request<{ managerVersion: number }>('POST', `/v1/keyrings/${keyring}/rotate`);
+    console.error(`keyring ${keyring}: manager key version ${k.managerVersion}`);
+  } finally {
+    op.close();
+  }
+}
+
+async function cmdAuditVerify(args: string[]) {
+  const { values } = parse('audit verify', args, { manager: { type: 'string' } });
+  if (values.help) return console.log(HELP['audit verify']);
+  const op = await operatorClient(home(values), values.manager);
+  try {
+    const all: StoredAuditEntry[] = [];
+    let after = 0;
+    for (;;) {
+      const page = await op.request<{ entries: StoredAuditEntry[] }>('GET', `/v1/audit?afterSeq=${after}&limit=10000`);
+      all.push(...page.entries);
+      if (page.entries.length < 10000) break;
+      after = page.entries[page.entries.length - 1]!.seq;
+    }
+    const r = verifyChain(all);
+    if (!r.ok) {
+      throw new BlindfoldError('ERR_DECRYPT', `audit chain broken at entry ${r.brokenAt}: ${r.reason}`);
+    }
+    console.log(`audit chain valid: ${r.checked} entries`);
+  } finally {
+    op.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        console.log(HELP.main);
+        return cmd === undefined ? 2 : 0;
+      case 'up':
+        await cmdUp(argv.slice(1));
+        return 0;
+      case 'manager':
+        await cmdManager(argv.slice(1));
+        return 0;
+      case 'appliance':
+        if (sub === 'init') await cmdApplianceInit(rest);
+        else if (sub === 'run' || sub === undefined || sub.startsWith('-')) {
+          await cmdApplianceRun(sub === 'run' ? rest : argv.slice(1));
+        } else usage('main', `unknown appliance command "${sub}"`);
+        return 0;
+      case 'encrypt':
+      case 'decrypt':
+        await cmdCrypt(cmd, argv.slice(1));
+        return 0;
+      case 'status':
+        await cmdStatus(argv.slice(1));
+        return 0;
+      case 'keys':
+        if (sub !== 'rotate') usage('main', 'did you mean "blindfold keys rotate"?');
+        await cmdKeysRotate(rest);
+        return 0;
+      case 'audit':
+        if (sub !== 'verify') usage('main', 'did you mean "blindfold audit verify"?');
+        await cmdAuditVerify(rest);
+        return 0;
+      default:
+        usage('main', `unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (isBlindfoldError(e)) {
+      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      return e.code === 'ERR_INVALID_ARGUMENT' ? 2 : 1;
+    }
+    process.stderr.write(`error [ERR_INTERNAL]: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+

@@ -1,0 +1,167 @@
+/**
+ * `blindfold up` (what `npm start` runs): a manager and one appliance as two real processes on
+ * loopback, over SQLite under the data directory. The first run sets everything up; later runs
+ * reuse it. The manager's root key lives in DIR/secrets/root.key — apart from the database, but
+ * on the same machine: good for a local deployment, not for production (docs/OPERATIONS.md).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createJsonClient } from '../appliance/client.ts';
+import { Appliance, enrollAppliance, loadState } from '../appliance/appliance.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { OPERATOR_TOKEN_FILE } from '../manager/run.ts';
+import { generateRootKeyFile } from '../manager/seal.ts';
+
+export interface UpOptions {
+  home: string;
+  port: number;
+  localPort: number;
+  mode: string;
+  scheme?: string;
+  /** Resolves when both processes are ready (tests); default waits for a signal. */
+  detach?: boolean;
+}
+
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/blindfold.mjs');
+
+function child(args: string[], env: NodeJS.ProcessEnv, label: string): ChildProcess {
+  const p = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const prefix = (stream: NodeJS.ReadableStream | null, out: NodeJS.WriteStream) => {
+    let buf = '';
+    stream?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i = buf.indexOf('\n');
+      while (i >= 0) {
+        out.write(`[${label}] ${buf.slice(0, i)}\n`);
+        buf = buf.slice(i + 1);
+        i = buf.indexOf('\n');
+      }
+    });
+  };
+  prefix(p.stdout, process.stdout);
+  prefix(p.stderr, process.stderr);
+  return p;
+}
+
+async function waitReady(url: string, caPem: string | undefined, proc: ChildProcess, what: string) {
+  const c = createJsonClient({ baseUrl: url, caPem, retries: 0, timeoutMs: 2000 });
+  try {
+    for (let i = 0; i < 300; i++) {
+      if (proc.exitCode !== null) {
+        throw new BlindfoldError('ERR_UNAVAILABLE', `the ${what} exited during start (status ${proc.exitCode})`);
+      }
+      try {
+        await c.request('GET', url.startsWith('https') ? '/ready' : '/health');
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw new BlindfoldError('ERR_UNAVAILABLE', `the ${what} did not become ready at ${url}`);
+  } finally {
+    c.close();
+  }
+}
+
+export async function up(o: UpOptions) {
+  const managerHome = join(o.home, 'manager');
+  const applianceHome = join(o.home, 'appliance');
+  const rootKeyFile = join(o.home, 'secrets', 'root.key');
+  await mkdir(dirname(rootKeyFile), { recursive: true, mode: 0o700 });
+  if (!existsSync(rootKeyFile)) await generateRootKeyFile(rootKeyFile);
+  const env: NodeJS.ProcessEnv = { ...process.env, BLINDFOLD_HOME: o.home };
+  delete env.BLINDFOLD_ROOT_KEY;
+
+  const procs: ChildProcess[] = [];
+  const stopAll = async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => (p.exitCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
+  };
+  try {
+    const managerProc = child(
+      ['manager', '--home', managerHome, '--port', String(o.port), '--root-key-file', rootKeyFile],
+      env,
+      'manager',
+    );
+    procs.push(managerProc);
+    const managerUrl = `https://127.0.0.1:${o.port}`;
+    const caPem = await waitForFile(join(managerHome, 'pki', 'ca.pem'), managerProc);
+    await waitReady(managerUrl, caPem, managerProc, 'manager');
+
+    if (!existsSync(join(applianceHome, 'appliance.json'))) {
+      const token = (await readFile(join(managerHome, OPERATOR_TOKEN_FILE), 'utf8')).trim();
+      const op = createJsonClient({ baseUrl: managerUrl, caPem, token });
+      try {
+        const existing = await op.request<{ keyrings: { name: string }[] }>('GET', '/v1/keyrings');
+        if (!existing.keyrings.some((k) => k.name === 'default')) {
+          await op.request('POST', '/v1/keyrings', {
+            name: 'default',
+            mode: o.mode,
+            ...(o.scheme ? { scheme: o.scheme } : {}),
+          });
+        }
+        const enrollment = await op.request<{ token: string }>('POST', '/v1/enrollments', { ttlSeconds: 600 });
+        const state = await enrollAppliance({
+          dir: applianceHome,
+          managerUrl,
+          caPem,
+          token: enrollment.token,
+          name: 'local-appliance',
+        });
+        const a = new Appliance({ dir: applianceHome, state });
+        try {
+          await a.initKeyring('default');
+        } finally {
+          a.close();
+        }
+      } finally {
+        op.close();
+      }
+    } else {
+      await loadState(applianceHome);
+    }
+
+    const applianceProc = child(
+      ['appliance', 'run', '--home', applianceHome, '--port', String(o.localPort)],
+      env,
+      'appliance',
+    );
+    procs.push(applianceProc);
+    await waitReady(`http://127.0.0.1:${o.localPort}`, undefined, applianceProc, 'appliance');
+
+    console.log(
+      `\nBlindfold is up: manager ${managerUrl}, appliance local API http://127.0.0.1:${o.localPort}` +
+        `\nData in ${o.home}. Try:  npx blindfold encrypt README.md && npx blindfold decrypt README.md.bf -o README.copy` +
+        '\nStop with Ctrl-C; "npm start" again keeps all data.\n',
+    );
+    if (o.detach) return { stop: stopAll, managerUrl, caPem };
+    await new Promise<void>((r) => {
+      const stop = () => r();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      for (const p of procs) p.once('exit', stop);
+    });
+    await stopAll();
+    return { stop: stopAll, managerUrl, caPem };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+async function waitForFile(path: string, proc: ChildProcess): Promise<string> {
+  for (let i = 0; i < 300; i++) {
+    try {
+      return await readFile(path, 'utf8');
+    } catch {
+      if (proc.exitCode !== null) {
+        throw new BlindfoldError('ERR_UNAVAILABLE', `the manager exited during start (status ${proc.exitCode})`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new BlindfoldError('ERR_UNAVAILABLE', `${path} did not appear`);
+}

@@ -1,0 +1,93 @@
+/**
+ * The audit log's hash chain (SPEC.md §8). Pure, so that the CLI, the manager and the web
+ * console verify a log with the same code.
+ *
+ * hash_n = SHA-256("blindfold/v1/audit" ‖ 0x00 ‖ prevHash_n ‖ canonical(entry_n)), prevHash_1 =
+ * 32 zero bytes, and canonical(entry) is the JSON array of its fields in a fixed order (numbers,
+ * strings or null), UTF-8 encoded. An entry never holds a secret value.
+ */
+import { fromHex, toHex, utf8 } from './bytes.ts';
+import { sha256 } from './hash.ts';
+
+export interface ChainFields {
+  seq: number;
+  ts: number;
+  actor: string;
+  action: string;
+  keyring: string | null;
+  item: string | null;
+  keyVersion: number | null;
+  outcome: string;
+  code: string | null;
+  requestId: string | null;
+}
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export function canonicalEntry(e: ChainFields): Uint8Array {
+  return utf8(
+    JSON.stringify([
+      e.seq,
+      e.ts,
+      e.actor,
+      e.action,
+      e.keyring,
+      e.item,
+      e.keyVersion,
+      e.outcome,
+      e.code,
+      e.requestId,
+    ]),
+  );
+}
+
+export function chainHash(prevHash: string, e: ChainFields): string {
+  return toHex(
+    sha256(utf8('blindfold/v1/audit'), Uint8Array.of(0), fromHex(prevHash), canonicalEntry(e)),
+  );
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  /** The first entry whose link or hash does not match, if any. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+/** Verifies a contiguous run of entries, starting from `prevHash` (genesis by default). */
+export function verifyChain(
+  entries: (ChainFields & { prevHash: string; hash: string })[],
+  prevHash: string = GENESIS_HASH,
+  expectedFirstSeq = 1,
+): VerifyResult {
+  let prev = prevHash;
+  let seq = expectedFirstSeq;
+  for (const e of entries) {
+    if (e.seq !== seq)
+      return {
+        ok: false,
+        checked: seq - expectedFirstSeq,
+        brokenAt: e.seq,
+        reason: `sequence gap: expected ${seq}`,
+      };
+    if (e.prevHash !== prev)
+      return {
+        ok: false,
+        checked: seq - expectedFirstSeq,
+        brokenAt: e.seq,
+        reason: 'link to the previous entry does not match',
+      };
+    const h = chainHash(prev, e);
+    if (h !== e.hash)
+      return {
+        ok: false,
+        checked: seq - expectedFirstSeq,
+        brokenAt: e.seq,
+        reason: 'entry content does not match its hash',
+      };
+    prev = h;
+    seq++;
+  }
+  return { ok: true, checked: entries.length };
+}

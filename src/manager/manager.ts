@@ -1,0 +1,658 @@
+/**
+ * The manager's service layer (seed: PVKM), independent of HTTP: every operation of SPEC.md §5
+ * and §7 as a method that validates, authorizes, does its cryptography and writes through the
+ * store. In-memory caches change only after the store accepted the write (Vault's rule).
+ *
+ * Order of checks on the hot path (threat model T6): the caller is authenticated by the
+ * transport (mTLS) before we are called; here we check that it is trusted and not revoked, then
+ * the request's shape, then the ticket (HMAC, constant time), and only then touch a secret key
+ * or do a group operation. `groupOps` counts the latter so that tests can prove it.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { concat, equalBytes, lp16, toB64u, toHex, u32be, utf8 } from '../core/bytes.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { sha256 } from '../core/hash.ts';
+import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
+import { homMode, type ItemRef, isMode, itemContext, type Mode, splitMode } from '../core/protocol.ts';
+import { getScheme } from '../core/schemes/index.ts';
+import type { HomomorphicScheme } from '../core/schemes/scheme.ts';
+import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
+import { nodeGeneratePrime } from '../platform/node-primes.ts';
+import type { ApplianceRecord, KeyringRecord, Store } from '../store/types.ts';
+import type { AuditLog } from './audit.ts';
+
+export interface Sealer {
+  seal(name: string, plaintext: Uint8Array): Uint8Array;
+  open(name: string, sealed: Uint8Array): Uint8Array;
+}
+
+export interface ManagerDeps {
+  store: Store;
+  sealer: Sealer;
+  audit: AuditLog;
+  /** Signs public keys handed to appliances so that their authenticity can be checked. */
+  signKeyStatement: (statement: Uint8Array) => Uint8Array;
+  /** Issues a client certificate for an enrolled appliance's identity key. */
+  issueApplianceCertificate: (spkiDer: Uint8Array, applianceId: string) => string;
+  fingerprintOf: (spkiDer: Uint8Array) => string;
+  now?: () => number;
+}
+
+export interface CreateKeyringInput {
+  name: string;
+  mode: string;
+  scheme?: string;
+}
+
+export interface RecoverInput {
+  keyring: string;
+  itemId: Uint8Array;
+  masterVersion: number;
+  managerVersion: number;
+  entropy: Uint8Array;
+  ticket: Uint8Array;
+  blinded?: Uint8Array;
+}
+
+export interface CreateItemInput {
+  keyring: string;
+  masterVersion: number;
+  managerVersion?: number;
+  entropy: Uint8Array;
+  blinded?: Uint8Array;
+  ttlSeconds?: number;
+}
+
+interface KeyringKeys {
+  ticketKey: Uint8Array;
+  shareKey: Uint8Array;
+}
+
+/** An appliance's unsealed, decoded key material for one keyring version (cached). */
+type ApplianceKey =
+  | { mode: 'split'; op: SplitOperator; r: Uint8Array }
+  | {
+      mode: 'hom2' | 'hom2-opt';
+      scheme: HomomorphicScheme;
+      pk: unknown;
+      sk: unknown;
+      publicKey: Uint8Array;
+      x: unknown | null; // X_A for hom2-opt
+    };
+
+const DEFAULT_SCHEME: Record<Mode, string> = {
+  split: 'xor',
+  hom2: 'ec-elgamal',
+  'hom2-opt': 'ec-elgamal',
+};
+
+/** Binding of a ticket to every field of the item reference (SPEC.md §4.4). */
+export function ticketBinding(ref: ItemRef): Uint8Array {
+  return sha256(utf8('blindfold/v1/ticket-binding'), Uint8Array.of(0), itemContext(ref));
+}
+
+/** What the manager signs when it hands an appliance its public key (SPEC.md §5.1). */
+export function keyStatement(
+  applianceId: string,
+  keyring: string,
+  managerVersion: number,
+  mode: string,
+  scheme: string,
+  publicKey: Uint8Array,
+): Uint8Array {
+  return concat(
+    utf8('blindfold/v1/appliance-key'),
+    Uint8Array.of(0),
+    lp16(utf8(applianceId)),
+    lp16(utf8(keyring)),
+    u32be(managerVersion),
+    lp16(utf8(mode)),
+    lp16(utf8(scheme)),
+    lp16(publicKey),
+  );
+}
+
+function bad(message: string): BlindfoldError {
+  return new BlindfoldError('ERR_INVALID_ARGUMENT', message);
+}
+
+export class Manager {
+  /** Group (or modular) operations performed; tests read it to prove T6. */
+  groupOps = 0;
+  private readonly keyrings = new Map<string, KeyringRecord>();
+  private readonly appliances = new Map<string, ApplianceRecord>();
+  private readonly keyringKeys = new Map<string, KeyringKeys>();
+  private readonly applianceKeys = new Map<string, ApplianceKey>();
+  private readonly now: () => number;
+
+  private constructor(private readonly d: ManagerDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  static async open(deps: ManagerDeps): Promise<Manager> {
+    const m = new Manager(deps);
+    for (const k of await deps.store.listKeyrings()) m.keyrings.set(k.name, k);
+    for (const a of await deps.store.listAppliances()) m.appliances.set(a.id, a);
+    // Prove now, not at the first request, that the root key opens what is stored.
+    for (const k of m.keyrings.values()) await m.keysFor(k.name, k.managerVersion);
+    return m;
+  }
+
+  // -- keyrings (operator) ---------------------------------------------------------------------
+
+  async createKeyring(actor: string, input: CreateKeyringInput): Promise<KeyringRecord> {
+    if (!isKeyringId(input.name)) {
+      throw bad('keyring names are 1 to 64 characters of a-z, 0-9, ".", "_" and "-"');
+    }
+    if (!isMode(input.mode)) {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        `unknown mode "${input.mode}": use split, hom2 or hom2-opt`,
+      );
+    }
+    const scheme = input.scheme ?? DEFAULT_SCHEME[input.mode];
+    if (input.mode === 'split') getSplitOperator(scheme);
+    else getScheme(scheme);
+    const now = this.now();
+    const rec: KeyringRecord = {
+      name: input.name,
+      mode: input.mode,
+      scheme,
+      masterVersion: 1,
+      managerVersion: 1,
+      status: 'enabled',
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.ensureKeyringKeys(input.name, 1);
+    try {
+      await this.d.store.insertKeyring(rec);
+    } catch (e) {
+      if (e instanceof BlindfoldError && e.code === 'ERR_CONFLICT') {
+        throw new BlindfoldError('ERR_CONFLICT', `a keyring named ${input.name} already exists`);
+      }
+      throw e;
+    }
+    this.keyrings.set(rec.name, rec);
+    await this.d.audit.record({ actor, action: 'keyring.create', keyring: rec.name, keyVersion: 1 });
+    return rec;
+  }
+
+  listKeyrings(): KeyringRecord[] {
+    return [...this.keyrings.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async describeKeyring(name: string) {
+    const k = this.keyring(name);
+    return { ...k, versions: await this.d.store.listKeyringVersions(name) };
+  }
+
+  /** A new manager-key version: new ticket and share keys; the old ones stay for old items. */
+  async rotateKeyring(actor: string, name: string): Promise<KeyringRecord> {
+    const k = this.keyring(name);
+    const next = k.managerVersion + 1;
+    await this.ensureKeyringKeys(name, next);
+    const now = this.now();
+    await this.d.store.updateKeyring(
+      name,
+      { masterVersion: k.masterVersion, managerVersion: k.managerVersion },
+      { managerVersion: next },
+      now,
+    );
+    const rec = { ...k, managerVersion: next, updatedAt: now };
+    this.keyrings.set(name, rec);
+    await this.d.audit.record({ actor, action: 'keyring.rotate', keyring: name, keyVersion: next });
+    return rec;
+  }
+
+  /** An appliance announces a new master-key version it generated (SPEC.md §5.5). */
+  async bumpMasterVersion(actor: string, name: string, expected: number): Promise<KeyringRecord> {
+    const k = this.keyring(name);
+    if (k.masterVersion !== expected) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `keyring ${name} is at master version ${k.masterVersion}, not ${expected}`,
+      );
+    }
+    const now = this.now();
+    await this.d.store.updateKeyring(
+      name,
+      { masterVersion: k.masterVersion, managerVersion: k.managerVersion },
+      { masterVersion: expected + 1 },
+      now,
+    );
+    const rec = { ...k, masterVersion: expected + 1, updatedAt: now };
+    this.keyrings.set(name, rec);
+    await this.d.audit.record({
+      actor,
+      action: 'keyring.master-rotate',
+      keyring: name,
+      keyVersion: expected + 1,
+    });
+    return rec;
+  }
+
+  async setKeyringStatus(actor: string, name: string, status: 'enabled' | 'disabled') {
+    const k = this.keyring(name);
+    const now = this.now();
+    await this.d.store.updateKeyring(
+      name,
+      { masterVersion: k.masterVersion, managerVersion: k.managerVersion },
+      { status },
+      now,
+    );
+    const rec = { ...k, status, updatedAt: now };
+    this.keyrings.set(name, rec);
+    await this.d.audit.record({ actor, action: `keyring.${status === 'enabled' ? 'enable' : 'disable'}`, keyring: name });
+    return rec;
+  }
+
+  // -- appliances --------------------------------------------------------------------------------
+
+  async createEnrollment(actor: string, ttlSeconds = 3600, fingerprint: string | null = null) {
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > 7 * 86400) {
+      throw bad('ttlSeconds must be an integer between 60 and 604800');
+    }
+    if (fingerprint !== null && !/^[0-9a-f]{64}$/.test(fingerprint)) {
+      throw bad('fingerprint must be 64 lowercase hex characters (SHA-256 of the identity key)');
+    }
+    const token = `bf-enroll-${toB64u(randomBytes(32))}`;
+    const expiresAt = this.now() + ttlSeconds * 1000;
+    await this.d.store.insertEnrollment({
+      tokenHash: toHex(sha256(utf8(token))),
+      createdBy: actor,
+      boundFingerprint: fingerprint,
+      expiresAt,
+      usedAt: null,
+      usedBy: null,
+    });
+    await this.d.audit.record({ actor, action: 'enrollment.create' });
+    return { token, expiresAt };
+  }
+
+  /** Seed: an appliance is flagged trusted only after being vouched for (criterion i). */
+  async enroll(input: { token: string; name: string; publicKey: Uint8Array }) {
+    if (!/^[\w.-]{1,64}$/.test(input.name)) {
+      throw bad('appliance names are 1 to 64 characters of letters, digits, ".", "_" and "-"');
+    }
+    const fingerprint = this.d.fingerprintOf(input.publicKey);
+    const id = `ap-${fingerprint.slice(0, 16)}`;
+    const now = this.now();
+    let enrollment: Awaited<ReturnType<Store['consumeEnrollment']>>;
+    try {
+      enrollment = await this.d.store.consumeEnrollment(toHex(sha256(utf8(input.token))), id, now);
+    } catch (e) {
+      await this.d.audit.record({
+        actor: id,
+        action: 'appliance.enroll',
+        outcome: 'refused',
+        code: 'ERR_UNAUTHENTICATED',
+      });
+      if (e instanceof BlindfoldError && (e.code === 'ERR_NOT_FOUND' || e.code === 'ERR_CONFLICT')) {
+        throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid, used or expired enrollment token');
+      }
+      throw e;
+    }
+    if (enrollment.expiresAt <= now || (enrollment.boundFingerprint && enrollment.boundFingerprint !== fingerprint)) {
+      await this.d.audit.record({ actor: id, action: 'appliance.enroll', outcome: 'refused', code: 'ERR_UNAUTHENTICATED' });
+      throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid, used or expired enrollment token');
+    }
+    const certificatePem = this.d.issueApplianceCertificate(input.publicKey, id);
+    const rec: ApplianceRecord = {
+      id,
+      name: input.name,
+      identityFingerprint: fingerprint,
+      certificatePem,
+      status: 'trusted',
+      vouchedBy: enrollment.createdBy,
+      criterion: 'token',
+      createdAt: now,
+      revokedAt: null,
+    };
+    await this.d.store.insertAppliance(rec);
+    this.appliances.set(id, rec);
+    await this.d.audit.record({ actor: id, action: 'appliance.enroll' });
+    return { applianceId: id, certificatePem };
+  }
+
+  listAppliances(): ApplianceRecord[] {
+    return [...this.appliances.values()];
+  }
+
+  /** Revocation destroys the member's keys: everything stolen from it becomes useless (T5). */
+  async revoke(actor: string, id: string) {
+    if (!this.appliances.has(id)) throw new BlindfoldError('ERR_NOT_FOUND', `no appliance ${id}`);
+    const now = this.now();
+    await this.d.store.revokeAppliance(id, now);
+    const rec = this.appliances.get(id)!;
+    this.appliances.set(id, { ...rec, status: 'revoked', revokedAt: now });
+    for (const key of [...this.applianceKeys.keys()]) {
+      if (key.startsWith(`${id}|`)) this.applianceKeys.delete(key);
+    }
+    await this.d.audit.record({ actor, action: 'appliance.revoke', item: id });
+  }
+
+  /** Resolves an authenticated peer (by certificate fingerprint) to a trusted appliance. */
+  applianceByFingerprint(identityFingerprint: string): ApplianceRecord | undefined {
+    for (const a of this.appliances.values()) {
+      if (a.identityFingerprint === identityFingerprint) return a;
+    }
+    return undefined;
+  }
+
+  trustedAppliance(id: string): ApplianceRecord {
+    const a = this.appliances.get(id);
+    if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance');
+    if (a.status !== 'trusted') {
+      throw new BlindfoldError('ERR_REVOKED', `appliance ${id} has been revoked`);
+    }
+    return a;
+  }
+
+  // -- sub-process I: an appliance's key for a keyring version -----------------------------------
+
+  async applianceKey(applianceId: string, keyringName: string, managerVersion: number, r?: Uint8Array) {
+    this.trustedAppliance(applianceId);
+    const k = this.keyring(keyringName);
+    this.checkManagerVersion(k, managerVersion);
+    let rec = await this.d.store.getApplianceKey(applianceId, keyringName, managerVersion);
+    if (!rec) {
+      const now = this.now();
+      let publicKey: Uint8Array = new Uint8Array(0);
+      let secret: Uint8Array;
+      if (k.mode === 'split') {
+        const op = getSplitOperator(k.scheme);
+        if (!r) throw bad('split mode: the appliance must send its blinding value r');
+        op.check(r);
+        secret = r;
+      } else {
+        const scheme = getScheme(k.scheme);
+        const kp = scheme.generateKeyPair({ generatePrime: nodeGeneratePrime });
+        publicKey = scheme.encodePublicKey(kp.publicKey);
+        secret = scheme.encodeSecretKey(kp.secretKey);
+      }
+      const name = applianceSecretName(applianceId, keyringName, managerVersion);
+      rec = await this.d.store.putApplianceKey({
+        applianceId,
+        keyring: keyringName,
+        managerVersion,
+        publicKey,
+        sealedSecret: this.d.sealer.seal(name, secret),
+        sealedExtra: null,
+        createdAt: now,
+      });
+      secret.fill(0);
+      await this.d.audit.record({
+        actor: applianceId,
+        action: 'appliance.key',
+        keyring: keyringName,
+        keyVersion: managerVersion,
+      });
+    } else if (k.mode === 'split' && r) {
+      // Idempotent retry with the same r is fine; a different r would silently break items.
+      const stored = this.d.sealer.open(
+        applianceSecretName(applianceId, keyringName, managerVersion),
+        rec.sealedSecret,
+      );
+      const same = equalBytes(stored, r);
+      stored.fill(0);
+      if (!same) {
+        throw new BlindfoldError('ERR_CONFLICT', 'this appliance already registered a different r');
+      }
+    }
+    const statement = keyStatement(applianceId, keyringName, managerVersion, k.mode, k.scheme, rec.publicKey);
+    return {
+      keyring: keyringName,
+      managerVersion,
+      mode: k.mode,
+      scheme: k.scheme,
+      publicKey: rec.publicKey,
+      signature: this.d.signKeyStatement(statement),
+    };
+  }
+
+  /** hom2-opt sub-process I: keep X_A = Dec(blind_β(Enc(M))), sealed. */
+  async optSetup(applianceId: string, keyringName: string, managerVersion: number, blinded: Uint8Array) {
+    this.trustedAppliance(applianceId);
+    const k = this.keyring(keyringName);
+    if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
+    const key = await this.loadApplianceKey(applianceId, k, managerVersion);
+    if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+    const ct = key.scheme.decodeCiphertext(key.pk, blinded);
+    this.groupOps++;
+    const x = homMode.optSetup(key.scheme, key.sk, ct);
+    const xBytes = key.scheme.encodePlaintext(key.pk, x);
+    const name = `${applianceSecretName(applianceId, keyringName, managerVersion)}/x`;
+    await this.d.store.setApplianceKeyExtra(applianceId, keyringName, managerVersion, this.d.sealer.seal(name, xBytes));
+    xBytes.fill(0);
+    key.x = x;
+    await this.d.audit.record({ actor: applianceId, action: 'appliance.opt-setup', keyring: keyringName, keyVersion: managerVersion });
+  }
+
+  // -- sub-process II: a new protected item -------------------------------------------------------
+
+  async createItem(applianceId: string, input: CreateItemInput) {
+    this.trustedAppliance(applianceId);
+    const k = this.keyring(input.keyring);
+    if (k.status !== 'enabled') {
+      throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
+    }
+    const managerVersion = input.managerVersion ?? k.managerVersion;
+    if (managerVersion !== k.managerVersion) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `new items use the current manager version ${k.managerVersion}; refresh and retry`,
+      );
+    }
+    if (input.masterVersion < 1 || input.masterVersion > k.masterVersion) {
+      throw bad(`master version ${input.masterVersion} does not exist for keyring ${k.name}`);
+    }
+    if (input.entropy.length > 64) throw bad('entropy is at most 64 bytes');
+    const ttl = input.ttlSeconds ?? 0;
+    if (!Number.isInteger(ttl) || ttl < 0) throw bad('ttlSeconds must be a non-negative integer');
+    const itemId = new Uint8Array(randomBytes(16));
+    const ref: ItemRef = {
+      keyring: k.name,
+      itemId,
+      masterVersion: input.masterVersion,
+      managerVersion,
+      entropy: input.entropy,
+    };
+    const keys = await this.keysFor(k.name, managerVersion);
+    const appKey = await this.loadApplianceKey(applianceId, k, managerVersion);
+    const answer = this.answer(appKey, keys, ref, input.blinded);
+    await this.d.store.insertItem({
+      keyring: k.name,
+      itemId,
+      masterVersion: input.masterVersion,
+      managerVersion,
+      createdBy: applianceId,
+      createdAt: this.now(),
+    });
+    const ticket = issueTicket(keys.ticketKey, {
+      ticketKeyVersion: managerVersion,
+      keyring: k.name,
+      itemId,
+      keyVersion: managerVersion,
+      expiresAt: ttl === 0 ? 0 : Math.floor(this.now() / 1000) + ttl,
+      bindingHash: ticketBinding(ref),
+    });
+    await this.d.audit.record({
+      actor: applianceId,
+      action: 'item.create',
+      keyring: k.name,
+      item: toHex(itemId),
+      keyVersion: managerVersion,
+    });
+    return { itemId, managerVersion, ticket, answer };
+  }
+
+  // -- sub-process III: access to an existing item ------------------------------------------------
+
+  async recover(applianceId: string, input: RecoverInput, requestId?: string) {
+    const item = input.itemId.length === 16 ? toHex(input.itemId) : null;
+    try {
+      this.trustedAppliance(applianceId);
+      const k = this.keyring(input.keyring);
+      if (k.status !== 'enabled') {
+        throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
+      }
+      if (input.entropy.length > 64) throw bad('entropy is at most 64 bytes');
+      if (input.itemId.length !== 16) throw bad('itemId must be 16 bytes');
+      const ref: ItemRef = {
+        keyring: k.name,
+        itemId: input.itemId,
+        masterVersion: input.masterVersion,
+        managerVersion: input.managerVersion,
+        entropy: input.entropy,
+      };
+      // T6: the ticket is checked before any secret key is touched or any group operation runs.
+      const keys = await this.keysForExisting(k, input.managerVersion);
+      verifyTicket(
+        input.ticket,
+        (v) => (v === input.managerVersion ? keys.ticketKey : undefined),
+        {
+          keyring: k.name,
+          itemId: input.itemId,
+          keyVersion: input.managerVersion,
+          bindingHash: ticketBinding(ref),
+        },
+        Math.floor(this.now() / 1000),
+      );
+      const appKey = await this.loadApplianceKey(applianceId, k, input.managerVersion);
+      const answer = this.answer(appKey, keys, ref, input.blinded);
+      await this.d.audit.record({
+        actor: applianceId,
+        action: 'item.recover',
+        keyring: k.name,
+        item,
+        keyVersion: input.managerVersion,
+        requestId: requestId ?? null,
+      });
+      return { answer };
+    } catch (e) {
+      const code = e instanceof BlindfoldError ? e.code : 'ERR_INTERNAL';
+      this.d.audit.enqueue({
+        actor: applianceId,
+        action: 'item.recover',
+        keyring: isKeyringId(input.keyring) ? input.keyring : null,
+        item,
+        keyVersion: Number.isInteger(input.managerVersion) ? input.managerVersion : null,
+        outcome: code === 'ERR_INTERNAL' ? 'error' : 'refused',
+        code,
+        requestId: requestId ?? null,
+      });
+      throw e;
+    }
+  }
+
+  // -- internals -------------------------------------------------------------------------------
+
+  private answer(key: ApplianceKey, keys: KeyringKeys, ref: ItemRef, blinded?: Uint8Array): Uint8Array {
+    if (key.mode === 'split') {
+      if (blinded !== undefined) throw bad('split mode takes no blinded value');
+      this.groupOps++;
+      return splitMode.answer(key.op, key.r, keys.shareKey, ref);
+    }
+    if (key.mode === 'hom2') {
+      if (blinded === undefined) throw bad('hom2 mode needs the blinded concealed master');
+      const ct = key.scheme.decodeCiphertext(key.pk, blinded);
+      this.groupOps++;
+      const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
+      return key.scheme.encodePlaintext(key.pk, y);
+    }
+    if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
+    if (key.x === null) {
+      throw new BlindfoldError('ERR_CONFLICT', 'hom2-opt setup has not been completed for this appliance');
+    }
+    this.groupOps++;
+    const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
+    return key.scheme.encodePlaintext(key.pk, y);
+  }
+
+  private keyring(name: string): KeyringRecord {
+    if (!isKeyringId(name)) throw bad('invalid keyring name');
+    const k = this.keyrings.get(name);
+    if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+    return k;
+  }
+
+  private checkManagerVersion(k: KeyringRecord, v: number) {
+    if (!Number.isInteger(v) || v < 1 || v > k.managerVersion) {
+      throw new BlindfoldError(
+        'ERR_NOT_FOUND',
+        `keyring ${k.name} has no manager version ${v} (current: ${k.managerVersion})`,
+      );
+    }
+  }
+
+  private async keysForExisting(k: KeyringRecord, v: number): Promise<KeyringKeys> {
+    this.checkManagerVersion(k, v);
+    return this.keysFor(k.name, v);
+  }
+
+  private async ensureKeyringKeys(name: string, v: number) {
+    for (const which of ['ticket', 'share'] as const) {
+      const secretName = `keyring/${name}/v${v}/${which}`;
+      const key = new Uint8Array(randomBytes(32));
+      await this.d.store.putSecretIfAbsent(secretName, this.d.sealer.seal(secretName, key));
+      key.fill(0);
+    }
+  }
+
+  private async keysFor(name: string, v: number): Promise<KeyringKeys> {
+    const cacheKey = `${name}|${v}`;
+    const hit = this.keyringKeys.get(cacheKey);
+    if (hit) return hit;
+    const open = async (which: string) => {
+      const secretName = `keyring/${name}/v${v}/${which}`;
+      const sealed = await this.d.store.getSecret(secretName);
+      if (!sealed) throw new BlindfoldError('ERR_INTERNAL', `missing secret ${secretName}`);
+      return this.d.sealer.open(secretName, sealed);
+    };
+    const keys = { ticketKey: await open('ticket'), shareKey: await open('share') };
+    this.keyringKeys.set(cacheKey, keys);
+    return keys;
+  }
+
+  private async loadApplianceKey(applianceId: string, k: KeyringRecord, v: number): Promise<ApplianceKey> {
+    const cacheKey = `${applianceId}|${k.name}|${v}`;
+    const hit = this.applianceKeys.get(cacheKey);
+    if (hit) return hit;
+    const rec = await this.d.store.getApplianceKey(applianceId, k.name, v);
+    if (!rec) {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `appliance ${applianceId} holds no key for keyring ${k.name} version ${v}`,
+      );
+    }
+    const name = applianceSecretName(applianceId, k.name, v);
+    const secret = this.d.sealer.open(name, rec.sealedSecret);
+    let key: ApplianceKey;
+    if (k.mode === 'split') {
+      key = { mode: 'split', op: getSplitOperator(k.scheme), r: secret };
+    } else {
+      const scheme = getScheme(k.scheme);
+      const sk = scheme.decodeSecretKey(secret);
+      secret.fill(0);
+      const pk = scheme.publicKeyOf(sk);
+      let x: unknown = null;
+      if (rec.sealedExtra) {
+        const xb = this.d.sealer.open(`${name}/x`, rec.sealedExtra);
+        x = scheme.decodePlaintext(pk, xb);
+        xb.fill(0);
+      }
+      key = { mode: k.mode as 'hom2' | 'hom2-opt', scheme, pk, sk, publicKey: rec.publicKey, x };
+    }
+    this.applianceKeys.set(cacheKey, key);
+    return key;
+  }
+}
+
+export function applianceSecretName(applianceId: string, keyring: string, v: number): string {
+  return `appliance/${applianceId}/${keyring}/v${v}`;
+}
+
+export function newRequestId(): string {
+  return randomUUID();
+}

@@ -1,0 +1,146 @@
+/**
+ * Starts a manager process from its data directory: local PKI (created at first start), the
+ * store (SQLite by default), the root key (never in the database), the operator token, and the
+ * HTTPS server. Graceful shutdown drains requests and flushes the audit log.
+ */
+import { createPrivateKey, randomBytes, sign } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { fromB64u, toB64u, utf8 } from '../core/bytes.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { sha256 } from '../core/hash.ts';
+import { Metrics } from '../server/common.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/types.ts';
+import { ensureLocalPki } from '../tls/ca-store.ts';
+import { issueCertificate, spkiFingerprint } from '../tls/x509.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { createAuditLog } from './audit.ts';
+import { Manager } from './manager.ts';
+import { createSealer } from './seal.ts';
+import { buildManagerServer } from './server.ts';
+
+export interface ManagerRunOptions {
+  home: string;
+  host?: string;
+  port?: number;
+  rootKey: Uint8Array;
+  /** 'sqlite' (default: <home>/blindfold.db) or a sqlite:PATH / postgres:// URL. */
+  store?: string;
+  insecureHttp?: boolean;
+  logger?: boolean | object;
+  /** Extra names for the server certificate. */
+  hostnames?: string[];
+}
+
+export interface RunningManager {
+  app: FastifyInstance;
+  manager: Manager;
+  store: Store;
+  url: string;
+  caPem: string;
+  operatorToken: string;
+  close(): Promise<void>;
+}
+
+export const OPERATOR_TOKEN_FILE = 'operator.token';
+
+async function openStore(spec: string | undefined, home: string): Promise<Store> {
+  if (!spec || spec === 'sqlite') return openSqliteStore(join(home, 'blindfold.db'));
+  if (spec.startsWith('sqlite:')) return openSqliteStore(spec.slice('sqlite:'.length));
+  if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
+    throw new BlindfoldError(
+      'ERR_UNSUPPORTED_SCHEME',
+      'the PostgreSQL store is not part of this build yet; use --store sqlite',
+    );
+  }
+  throw new BlindfoldError('ERR_INVALID_ARGUMENT', `unknown store "${spec}": use sqlite, sqlite:PATH or postgres://...`);
+}
+
+/** The operator token is created at first start (0600) and only its hash is kept in memory. */
+async function ensureOperatorToken(home: string): Promise<string> {
+  const path = join(home, OPERATOR_TOKEN_FILE);
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const token = `bf-op-${toB64u(randomBytes(32))}`;
+  await writeFileAtomic(path, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+export async function startManager(o: ManagerRunOptions): Promise<RunningManager> {
+  await mkdir(o.home, { recursive: true, mode: 0o700 });
+  const pki = await ensureLocalPki(join(o.home, 'pki'), { hostnames: o.hostnames });
+  const store = await openStore(o.store, o.home);
+  await store.migrate();
+  const sealer = createSealer(o.rootKey);
+  const operatorToken = await ensureOperatorToken(o.home);
+  const caKey = createPrivateKey(pki.caKeyPem);
+  const audit = createAuditLog(store);
+  let manager: Manager;
+  try {
+    manager = await Manager.open({
+      store,
+      sealer,
+      audit,
+      signKeyStatement: (statement) => new Uint8Array(sign('sha256', statement, caKey)),
+      issueApplianceCertificate: (spkiDer, applianceId) =>
+        issueCertificate({
+          ca: { certPem: pki.caCertPem, keyPem: pki.caKeyPem },
+          subjectPublicKey: spkiDer,
+          commonName: applianceId,
+          usage: 'client',
+          validDays: 825,
+        }),
+      fingerprintOf: (spkiDer) => spkiFingerprint(spkiDer),
+    });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const metrics = new Metrics();
+  const app = await buildManagerServer({
+    manager,
+    store,
+    operatorTokenHash: sha256(utf8(operatorToken)),
+    caPem: pki.caCertPem,
+    tls: o.insecureHttp ? undefined : { key: pki.keyPem, cert: pki.certPem },
+    logger: o.logger,
+    metrics,
+  });
+  const host = o.host ?? '127.0.0.1';
+  await app.listen({ host, port: o.port ?? 7300 });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (o.port ?? 7300);
+  const url = `${o.insecureHttp ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let closed = false;
+  return {
+    app,
+    manager,
+    store,
+    url,
+    caPem: pki.caCertPem,
+    operatorToken,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await audit.flush();
+      await store.close();
+    },
+  };
+}
+
+/** Root key sources, in order: BLINDFOLD_ROOT_KEY, --root-key-file. */
+export function rootKeyFromEnv(env: NodeJS.ProcessEnv): Uint8Array | undefined {
+  const v = env.BLINDFOLD_ROOT_KEY;
+  if (!v) return undefined;
+  const key = fromB64u(v.trim(), 'BLINDFOLD_ROOT_KEY');
+  if (key.length !== 32) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'BLINDFOLD_ROOT_KEY must be 32 bytes, base64url');
+  }
+  return key;
+}

@@ -1,0 +1,719 @@
+/**
+ * The manager's HTTP API (SPEC.md §7): one fastify plugin per area, a JSON schema on every
+ * route for input and response (so nothing outside the schema can leak by accident), binary
+ * fields as unpadded base64url.
+ *
+ * Who may call what:
+ * - operators: `Authorization: Bearer <operator token>` (keyrings, appliances, enrollments, audit);
+ * - appliances: mutual TLS with a client certificate issued by this manager's CA at enrollment;
+ *   revoked or unknown certificates are refused before any work (T6);
+ * - anyone: /health, /ready, /metrics, and enrollment (which needs a one-time token).
+ */
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { sha256 } from '../core/hash.ts';
+import {
+  b64u,
+  errorResponses,
+  installErrorHandling,
+  installMetrics,
+  keyringName,
+  Metrics,
+  version,
+} from '../server/common.ts';
+import type { Store } from '../store/types.ts';
+import type { Manager } from './manager.ts';
+
+export interface ManagerServerOptions {
+  manager: Manager;
+  store: Store;
+  operatorTokenHash: Uint8Array;
+  caPem: string;
+  tls?: { key: string; cert: string };
+  logger?: boolean | object;
+  metrics?: Metrics;
+  bodyLimit?: number;
+}
+
+const peerCache = new WeakMap<object, string>();
+
+/** The SPKI fingerprint of the client certificate on this TLS connection, if it verified. */
+function peerFingerprint(request: FastifyRequest): string | undefined {
+  const socket = request.raw.socket as TLSSocket;
+  if (!socket || typeof socket.getPeerCertificate !== 'function' || !socket.authorized) {
+    return undefined;
+  }
+  const hit = peerCache.get(socket);
+  if (hit) return hit;
+  const cert = socket.getPeerCertificate(false);
+  if (!cert?.raw) return undefined;
+  const spki = new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' });
+  const fpr = toHex(sha256(new Uint8Array(spki)));
+  peerCache.set(socket, fpr);
+  return fpr;
+}
+
+export async function buildManagerServer(opts: ManagerServerOptions): Promise<FastifyInstance> {
+  const { manager } = opts;
+  const metrics = opts.metrics ?? new Metrics();
+  metrics.gauge('blindfold_group_operations_total', () => manager.groupOps);
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 1 << 20,
+    genReqId: () => crypto.randomUUID(),
+    ...(opts.tls
+      ? {
+          https: {
+            key: opts.tls.key,
+            cert: opts.tls.cert,
+            ca: opts.caPem,
+            requestCert: true,
+            rejectUnauthorized: false, // operators and health checks come without client certs
+            minVersion: 'TLSv1.2' as const,
+          },
+        }
+      : {}),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+  installErrorHandling(app);
+  installMetrics(app, metrics, 'manager');
+
+  const operator = async (request: FastifyRequest) => {
+    const h = request.headers.authorization;
+    const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
+    if (!token || !equalBytes(sha256(utf8(token)), opts.operatorTokenHash)) {
+      throw new BlindfoldError(
+        'ERR_UNAUTHENTICATED',
+        'operator authentication required: send Authorization: Bearer <operator token>',
+      );
+    }
+    return 'operator';
+  };
+
+  const appliance = (request: FastifyRequest): string => {
+    const fpr = peerFingerprint(request);
+    if (!fpr) {
+      throw new BlindfoldError(
+        'ERR_UNAUTHENTICATED',
+        'appliance authentication required: connect with the client certificate issued at enrollment',
+      );
+    }
+    const a = manager.applianceByFingerprint(fpr);
+    if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance certificate');
+    return manager.trustedAppliance(a.id).id;
+  };
+
+  // -- health ----------------------------------------------------------------------------------
+  app.get(
+    '/health',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { status: { type: 'string' } },
+          },
+        },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  app.get(
+    '/ready',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { status: { type: 'string' }, store: { type: 'string' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async () => {
+      try {
+        await opts.store.countItems('__ready_probe__');
+      } catch (cause) {
+        throw new BlindfoldError('ERR_UNAVAILABLE', 'the store is not reachable', { cause });
+      }
+      return { status: 'ready', store: opts.store.kind };
+    },
+  );
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', 'text/plain; version=0.0.4');
+    return metrics.render();
+  });
+  app.get(
+    '/v1/ca',
+    {
+      schema: {
+        response: {
+          200: { type: 'object', additionalProperties: false, properties: { caPem: { type: 'string' } } },
+        },
+      },
+    },
+    async () => ({ caPem: opts.caPem }),
+  );
+
+  // -- operator: keyrings --------------------------------------------------------------------------
+  const keyringOut = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      name: { type: 'string' },
+      mode: { type: 'string' },
+      scheme: { type: 'string' },
+      masterVersion: { type: 'integer' },
+      managerVersion: { type: 'integer' },
+      status: { type: 'string' },
+      createdAt: { type: 'integer' },
+      updatedAt: { type: 'integer' },
+      versions: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            managerVersion: { type: 'integer' },
+            createdAt: { type: 'integer' },
+            retiredAt: { type: ['integer', 'null'] },
+          },
+        },
+      },
+    },
+  } as const;
+
+  app.post<{ Body: { name: string; mode: string; scheme?: string } }>(
+    '/v1/keyrings',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'mode'],
+          properties: {
+            name: keyringName,
+            mode: { type: 'string', maxLength: 32 },
+            scheme: { type: 'string', maxLength: 32 },
+          },
+        },
+        response: { 201: keyringOut, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const actor = await operator(request);
+      const k = await manager.createKeyring(actor, request.body);
+      return reply.status(201).send(k);
+    },
+  );
+  app.get(
+    '/v1/keyrings',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { keyrings: { type: 'array', items: keyringOut } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      await operator(request);
+      return { keyrings: manager.listKeyrings() };
+    },
+  );
+  app.get<{ Params: { name: string } }>(
+    '/v1/keyrings/:name',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) => {
+      await operator(request);
+      return manager.describeKeyring(request.params.name);
+    },
+  );
+  app.post<{ Params: { name: string } }>(
+    '/v1/keyrings/:name/rotate',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) => manager.rotateKeyring(await operator(request), request.params.name),
+  );
+  app.post<{ Params: { name: string }; Body: { status: 'enabled' | 'disabled' } }>(
+    '/v1/keyrings/:name/status',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['status'],
+          properties: { status: { type: 'string', enum: ['enabled', 'disabled'] } },
+        },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) =>
+      manager.setKeyringStatus(await operator(request), request.params.name, request.body.status),
+  );
+
+  // -- operator: appliances and enrollment -----------------------------------------------------
+  const applianceOut = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      id: { type: 'string' },
+      name: { type: 'string' },
+      identityFingerprint: { type: 'string' },
+      status: { type: 'string' },
+      vouchedBy: { type: 'string' },
+      criterion: { type: 'string' },
+      createdAt: { type: 'integer' },
+      revokedAt: { type: ['integer', 'null'] },
+    },
+  } as const;
+  app.get(
+    '/v1/appliances',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { appliances: { type: 'array', items: applianceOut } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      await operator(request);
+      return { appliances: manager.listAppliances() };
+    },
+  );
+  app.post<{ Params: { id: string } }>(
+    '/v1/appliances/:id/revoke',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          properties: { id: { type: 'string', pattern: '^ap-[0-9a-f]{16}$' } },
+          required: ['id'],
+        },
+        response: {
+          200: { type: 'object', additionalProperties: false, properties: { revoked: { type: 'string' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      await manager.revoke(await operator(request), request.params.id);
+      return { revoked: request.params.id };
+    },
+  );
+  app.post<{ Body: { ttlSeconds?: number; fingerprint?: string } }>(
+    '/v1/enrollments',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ttlSeconds: { type: 'integer', minimum: 60, maximum: 604800 },
+            fingerprint: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { token: { type: 'string' }, expiresAt: { type: 'integer' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const actor = await operator(request);
+      const body = request.body ?? {};
+      const out = await manager.createEnrollment(actor, body.ttlSeconds, body.fingerprint ?? null);
+      return reply.status(201).send(out);
+    },
+  );
+  app.post<{ Body: { token: string; name: string; publicKey: string } }>(
+    '/v1/appliances/enroll',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['token', 'name', 'publicKey'],
+          properties: {
+            token: { type: 'string', maxLength: 128 },
+            name: { type: 'string', minLength: 1, maxLength: 64 },
+            publicKey: b64u(1024, 32),
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              applianceId: { type: 'string' },
+              certificatePem: { type: 'string' },
+              caPem: { type: 'string' },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const publicKey = fromB64u(request.body.publicKey, 'publicKey');
+      const out = await manager.enroll({ ...request.body, publicKey });
+      return reply.status(201).send({ ...out, caPem: opts.caPem });
+    },
+  );
+
+  // -- operator: audit -------------------------------------------------------------------------
+  const auditOut = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      seq: { type: 'integer' },
+      ts: { type: 'integer' },
+      actor: { type: 'string' },
+      action: { type: 'string' },
+      keyring: { type: ['string', 'null'] },
+      item: { type: ['string', 'null'] },
+      keyVersion: { type: ['integer', 'null'] },
+      outcome: { type: 'string' },
+      code: { type: ['string', 'null'] },
+      requestId: { type: ['string', 'null'] },
+      prevHash: { type: 'string' },
+      hash: { type: 'string' },
+    },
+  } as const;
+  app.get<{
+    Querystring: { afterSeq?: string; limit?: string; actor?: string; action?: string; outcome?: string };
+  }>(
+    '/v1/audit',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            afterSeq: { type: 'string', pattern: '^[0-9]{1,15}$' },
+            limit: { type: 'string', pattern: '^[0-9]{1,5}$' },
+            actor: { type: 'string', maxLength: 128 },
+            action: { type: 'string', maxLength: 64 },
+            outcome: { type: 'string', enum: ['ok', 'refused', 'error'] },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { entries: { type: 'array', items: auditOut } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      await operator(request);
+      const q = request.query;
+      const limit = q.limit === undefined ? 1000 : Number(q.limit);
+      if (limit < 1 || limit > 10000) {
+        throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'limit must be between 1 and 10000');
+      }
+      return {
+        entries: await opts.store.listAudit({
+          afterSeq: q.afterSeq === undefined ? 0 : Number(q.afterSeq),
+          limit,
+          actor: q.actor,
+          action: q.action,
+          outcome: q.outcome,
+        }),
+      };
+    },
+  );
+
+  // -- appliances: sub-process I ---------------------------------------------------------------
+  const keyOut = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      keyring: { type: 'string' },
+      managerVersion: { type: 'integer' },
+      mode: { type: 'string' },
+      scheme: { type: 'string' },
+      publicKey: { type: 'string' },
+      signature: { type: 'string' },
+      masterVersion: { type: 'integer' },
+    },
+  } as const;
+  app.post<{ Params: { name: string }; Body: { managerVersion: number; r?: string } }>(
+    '/v1/keyrings/:name/keys',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['managerVersion'],
+          properties: { managerVersion: version, r: b64u(64, 1) },
+        },
+        response: { 200: keyOut, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const id = appliance(request);
+      const r = request.body.r === undefined ? undefined : fromB64u(request.body.r, 'r');
+      const out = await manager.applianceKey(id, request.params.name, request.body.managerVersion, r);
+      const k = manager.listKeyrings().find((x) => x.name === request.params.name)!;
+      return {
+        ...out,
+        publicKey: toB64u(out.publicKey),
+        signature: toB64u(out.signature),
+        masterVersion: k.masterVersion,
+      };
+    },
+  );
+  app.get<{ Params: { name: string } }>(
+    '/v1/keyrings/:name/current',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) => {
+      appliance(request);
+      const k = manager.listKeyrings().find((x) => x.name === request.params.name);
+      if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${request.params.name}`);
+      return k;
+    },
+  );
+  app.post<{ Params: { name: string }; Body: { managerVersion: number; blinded: string } }>(
+    '/v1/keyrings/:name/opt-setup',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['managerVersion', 'blinded'],
+          properties: { managerVersion: version, blinded: b64u(70000, 1) },
+        },
+        response: {
+          200: { type: 'object', additionalProperties: false, properties: { ok: { type: 'boolean' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const id = appliance(request);
+      await manager.optSetup(
+        id,
+        request.params.name,
+        request.body.managerVersion,
+        fromB64u(request.body.blinded, 'blinded'),
+      );
+      return { ok: true };
+    },
+  );
+  app.post<{ Params: { name: string }; Body: { expected: number } }>(
+    '/v1/keyrings/:name/master',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['expected'],
+          properties: { expected: version },
+        },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) =>
+      manager.bumpMasterVersion(appliance(request), request.params.name, request.body.expected),
+  );
+
+  // -- appliances: sub-processes II and III ---------------------------------------------------------
+  const itemFields = {
+    keyring: keyringName,
+    masterVersion: version,
+    managerVersion: version,
+    entropy: b64u(64),
+    blinded: b64u(70000, 1),
+  } as const;
+  app.post<{
+    Body: {
+      keyring: string;
+      masterVersion: number;
+      managerVersion?: number;
+      entropy?: string;
+      blinded?: string;
+      ttlSeconds?: number;
+    };
+  }>(
+    '/v1/items',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyring', 'masterVersion'],
+          properties: { ...itemFields, ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 } },
+        },
+        response: {
+          201: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              itemId: { type: 'string' },
+              managerVersion: { type: 'integer' },
+              ticket: { type: 'string' },
+              answer: { type: 'string' },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const id = appliance(request);
+      const b = request.body;
+      const out = await manager.createItem(id, {
+        keyring: b.keyring,
+        masterVersion: b.masterVersion,
+        managerVersion: b.managerVersion,
+        entropy: fromB64u(b.entropy ?? '', 'entropy'),
+        blinded: b.blinded === undefined ? undefined : fromB64u(b.blinded, 'blinded'),
+        ttlSeconds: b.ttlSeconds,
+      });
+      return reply.status(201).send({
+        itemId: toB64u(out.itemId),
+        managerVersion: out.managerVersion,
+        ticket: toB64u(out.ticket),
+        answer: toB64u(out.answer),
+      });
+    },
+  );
+
+  const recoverIn = {
+    type: 'object',
+    additionalProperties: false,
+    required: ['keyring', 'itemId', 'masterVersion', 'managerVersion', 'ticket'],
+    properties: { ...itemFields, itemId: b64u(16, 16), ticket: b64u(512, 1) },
+  } as const;
+  type RecoverBody = {
+    keyring: string;
+    itemId: string;
+    masterVersion: number;
+    managerVersion: number;
+    entropy?: string;
+    ticket: string;
+    blinded?: string;
+  };
+  const decodeRecover = (b: RecoverBody) => ({
+    keyring: b.keyring,
+    itemId: fromB64u(b.itemId, 'itemId'),
+    masterVersion: b.masterVersion,
+    managerVersion: b.managerVersion,
+    entropy: fromB64u(b.entropy ?? '', 'entropy'),
+    ticket: fromB64u(b.ticket, 'ticket'),
+    blinded: b.blinded === undefined ? undefined : fromB64u(b.blinded, 'blinded'),
+  });
+  app.post<{ Body: RecoverBody }>(
+    '/v1/recover',
+    {
+      schema: {
+        body: recoverIn,
+        response: {
+          200: { type: 'object', additionalProperties: false, properties: { answer: { type: 'string' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const id = appliance(request);
+      const out = await manager.recover(id, decodeRecover(request.body), String(request.id));
+      return { answer: toB64u(out.answer) };
+    },
+  );
+  app.post<{ Body: { requests: RecoverBody[] } }>(
+    '/v1/recover/batch',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['requests'],
+          properties: { requests: { type: 'array', minItems: 1, maxItems: 256, items: recoverIn } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              results: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    answer: { type: 'string' },
+                    error: {
+                      type: 'object',
+                      additionalProperties: false,
+                      properties: { code: { type: 'string' }, message: { type: 'string' } },
+                    },
+                  },
+                },
+              },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const id = appliance(request);
+      const results = await Promise.all(
+        request.body.requests.map(async (r) => {
+          try {
+            const out = await manager.recover(id, decodeRecover(r), String(request.id));
+            return { answer: toB64u(out.answer) };
+          } catch (e) {
+            if (e instanceof BlindfoldError && e.code !== 'ERR_INTERNAL') {
+              return { error: { code: e.code, message: e.message } };
+            }
+            throw e;
+          }
+        }),
+      );
+      return { results };
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,196 @@
+/**
+ * What every Blindfold HTTP service shares: the error contract (one JSON shape, a stable code,
+ * an HTTP status that fits, never a raw 500 for a user error), request ids, Prometheus metrics,
+ * and schema helpers. Used by the manager, the appliance's local API and the blinder.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { BlindfoldError, type ErrorCode } from '../core/errors.ts';
+
+export const STATUS: Record<ErrorCode, number> = {
+  ERR_DECODE: 400,
+  ERR_IDENTITY: 400,
+  ERR_UNSUPPORTED_VERSION: 400,
+  ERR_UNSUPPORTED_SCHEME: 400,
+  ERR_PARAMS: 400,
+  ERR_INVALID_ARGUMENT: 400,
+  ERR_DECRYPT: 400,
+  ERR_TICKET_INVALID: 403,
+  ERR_TICKET_EXPIRED: 403,
+  ERR_TRUNCATED: 400,
+  ERR_UNAUTHENTICATED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_NOT_FOUND: 404,
+  ERR_CONFLICT: 409,
+  ERR_REVOKED: 403,
+  ERR_RATE_LIMITED: 429,
+  ERR_TOO_LARGE: 413,
+  ERR_UNAVAILABLE: 503,
+  ERR_SEALED: 503,
+  ERR_STORAGE: 503,
+  ERR_IO: 500,
+  ERR_INTERNAL: 500,
+};
+
+export const errorSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['code', 'message'],
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        requestId: { type: 'string' },
+      },
+    },
+  },
+} as const;
+
+/** Response schemas for the error statuses every route may answer. */
+export const errorResponses = {
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  409: errorSchema,
+  413: errorSchema,
+  429: errorSchema,
+  500: errorSchema,
+  503: errorSchema,
+} as const;
+
+export const b64u = (maxBytes: number, minBytes = 0) =>
+  ({
+    type: 'string',
+    pattern: '^[A-Za-z0-9_-]*$',
+    minLength: Math.ceil((minBytes * 4) / 3),
+    maxLength: Math.ceil((maxBytes * 4) / 3),
+  }) as const;
+
+export const keyringName = { type: 'string', pattern: '^[a-z0-9._-]{1,64}$' } as const;
+export const version = { type: 'integer', minimum: 1, maximum: 0xffffffff } as const;
+
+/** Maps any error to the JSON error contract. Internal details never reach the client. */
+export function toErrorReply(
+  err: unknown,
+  request: FastifyRequest,
+): { status: number; body: { error: { code: string; message: string; requestId: string } } } {
+  const requestId = String(request.id);
+  if (err instanceof BlindfoldError) {
+    const status = STATUS[err.code] ?? 500;
+    const message =
+      status >= 500 && err.code === 'ERR_INTERNAL' ? 'internal error; see the server log' : err.message;
+    return { status, body: { error: { code: err.code, message, requestId } } };
+  }
+  const fe = err as FastifyError & { validation?: unknown };
+  if (fe.validation) {
+    return {
+      status: 400,
+      body: { error: { code: 'ERR_INVALID_ARGUMENT', message: `invalid request: ${fe.message}`, requestId } },
+    };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    const code: ErrorCode =
+      fe.statusCode === 413 ? 'ERR_TOO_LARGE' : fe.statusCode === 429 ? 'ERR_RATE_LIMITED' : 'ERR_INVALID_ARGUMENT';
+    const message =
+      fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.name === 'SyntaxError'
+        ? 'the request body is not valid JSON'
+        : fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
+          ? 'the request body is empty; send a JSON object'
+          : fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? 'unsupported content type; send application/json'
+            : fe.message;
+    return { status: fe.statusCode, body: { error: { code, message, requestId } } };
+  }
+  return {
+    status: 500,
+    body: { error: { code: 'ERR_INTERNAL', message: 'internal error; see the server log', requestId } },
+  };
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body } = toErrorReply(err, request);
+    if (status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: body.error.code }, 'request refused');
+    void reply.status(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({
+      error: {
+        code: 'ERR_NOT_FOUND',
+        message: `no route ${request.method} ${request.url.split('?')[0]}`,
+        requestId: String(request.id),
+      },
+    });
+  });
+}
+
+// -- metrics ---------------------------------------------------------------------------------
+
+const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export class Metrics {
+  private readonly counters = new Map<string, number>();
+  private readonly hist = new Map<string, { buckets: number[]; sum: number; count: number }>();
+  private readonly gauges = new Map<string, () => number>();
+
+  inc(name: string, labels: Record<string, string> = {}, by = 1): void {
+    const key = `${name}${fmtLabels(labels)}`;
+    this.counters.set(key, (this.counters.get(key) ?? 0) + by);
+  }
+
+  observe(name: string, labels: Record<string, string>, seconds: number): void {
+    const key = `${name}|${fmtLabels(labels)}`;
+    let h = this.hist.get(key);
+    if (!h) {
+      h = { buckets: new Array(BUCKETS.length).fill(0), sum: 0, count: 0 };
+      this.hist.set(key, h);
+    }
+    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) h.buckets[i]!++;
+    h.sum += seconds;
+    h.count++;
+  }
+
+  gauge(name: string, f: () => number): void {
+    this.gauges.set(name, f);
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const [k, v] of this.counters) lines.push(`${k} ${v}`);
+    for (const [k, h] of this.hist) {
+      const [name, labels] = k.split('|') as [string, string];
+      const inner = labels.slice(1, -1);
+      for (let i = 0; i < BUCKETS.length; i++) {
+        lines.push(`${name}_bucket{${inner ? `${inner},` : ''}le="${BUCKETS[i]}"} ${h.buckets[i]}`);
+      }
+      lines.push(`${name}_bucket{${inner ? `${inner},` : ''}le="+Inf"} ${h.count}`);
+      lines.push(`${name}_sum${labels} ${h.sum}`);
+      lines.push(`${name}_count${labels} ${h.count}`);
+    }
+    for (const [k, f] of this.gauges) lines.push(`${k} ${f()}`);
+    return `${lines.join('\n')}\n`;
+  }
+}
+
+function fmtLabels(labels: Record<string, string>): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+export function installMetrics(app: FastifyInstance, metrics: Metrics, service: string): void {
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    const labels = { service, route, method: request.method, status: String(reply.statusCode) };
+    metrics.inc('blindfold_http_requests_total', labels);
+    metrics.observe(
+      'blindfold_http_request_duration_seconds',
+      { service, route },
+      reply.elapsedTime / 1000,
+    );
+  });
+}

@@ -1,0 +1,491 @@
+/**
+ * The embedded store: SQLite through better-sqlite3 (synchronous, in-process), WAL journal,
+ * versioned migrations, prepared statements for every query. Every multi-row change runs in one
+ * transaction. SQLite errors are mapped to ERR_STORAGE / ERR_CONFLICT so that callers see stable
+ * codes and never a raw driver error.
+ */
+import Database from 'better-sqlite3';
+import { chainHash, GENESIS_HASH } from '../core/audit.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { SQL_MIGRATIONS } from './migrations.ts';
+import type {
+  ApplianceKeyRecord,
+  ApplianceRecord,
+  AuditEntry,
+  AuditFilter,
+  EnrollmentRecord,
+  ItemRecord,
+  KeyringRecord,
+  KeyringVersionRecord,
+  Store,
+  StoredAuditEntry,
+} from './types.ts';
+
+type Row = Record<string, unknown>;
+
+function storageError(e: unknown): BlindfoldError {
+  if (e instanceof BlindfoldError) return e;
+  const code = (e as { code?: string }).code ?? '';
+  if (code.startsWith('SQLITE_CONSTRAINT')) {
+    return new BlindfoldError('ERR_CONFLICT', 'the record already exists', { cause: e });
+  }
+  if (code === 'SQLITE_FULL') {
+    return new BlindfoldError('ERR_STORAGE', 'the store is full (no space left on device)', {
+      cause: e,
+    });
+  }
+  return new BlindfoldError('ERR_STORAGE', `the store refused the operation (${code || 'unknown'})`, {
+    cause: e,
+  });
+}
+
+const u8 = (b: unknown): Uint8Array => new Uint8Array(b as Buffer);
+
+function keyringFrom(r: Row): KeyringRecord {
+  return {
+    name: r.name as string,
+    mode: r.mode as string,
+    scheme: r.scheme as string,
+    masterVersion: r.master_version as number,
+    managerVersion: r.manager_version as number,
+    status: r.status as KeyringRecord['status'],
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+
+function applianceFrom(r: Row): ApplianceRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    identityFingerprint: r.identity_fpr as string,
+    certificatePem: r.certificate_pem as string,
+    status: r.status as ApplianceRecord['status'],
+    vouchedBy: r.vouched_by as string,
+    criterion: r.criterion as string,
+    createdAt: r.created_at as number,
+    revokedAt: (r.revoked_at as number | null) ?? null,
+  };
+}
+
+function applianceKeyFrom(r: Row): ApplianceKeyRecord {
+  return {
+    applianceId: r.appliance_id as string,
+    keyring: r.keyring as string,
+    managerVersion: r.manager_version as number,
+    publicKey: u8(r.public_key),
+    sealedSecret: u8(r.sealed_secret),
+    sealedExtra: r.sealed_extra == null ? null : u8(r.sealed_extra),
+    createdAt: r.created_at as number,
+  };
+}
+
+function auditFrom(r: Row): StoredAuditEntry {
+  return {
+    seq: r.seq as number,
+    ts: r.ts as number,
+    actor: r.actor as string,
+    action: r.action as string,
+    keyring: (r.keyring as string | null) ?? null,
+    item: (r.item as string | null) ?? null,
+    keyVersion: (r.key_version as number | null) ?? null,
+    outcome: r.outcome as StoredAuditEntry['outcome'],
+    code: (r.code as string | null) ?? null,
+    requestId: (r.request_id as string | null) ?? null,
+    prevHash: r.prev_hash as string,
+    hash: r.hash as string,
+  };
+}
+
+export function openSqliteStore(path: string): SqliteStore {
+  return new SqliteStore(path);
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly db: Database.Database;
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL'); // durable at checkpoints; WAL keeps commits atomic
+      this.db.pragma('foreign_keys = ON');
+      this.db.pragma('busy_timeout = 5000');
+    } catch (e) {
+      throw new BlindfoldError('ERR_STORAGE', `cannot open the database at ${path}`, { cause: e });
+    }
+  }
+
+  private st(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private run<T>(f: () => T): Promise<T> {
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(storageError(e));
+    }
+  }
+
+  async migrate(): Promise<void> {
+    await this.run(() => {
+      this.db.exec(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
+      );
+      const done = new Set(
+        (this.db.prepare('SELECT version FROM schema_migrations').all() as Row[]).map(
+          (r) => r.version as number,
+        ),
+      );
+      for (const m of SQL_MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        this.db.transaction(() => {
+          this.db.exec(m.sql);
+          this.db
+            .prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)')
+            .run(m.version, Date.now());
+        })();
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  getSecret(name: string) {
+    return this.run(() => {
+      const r = this.st('SELECT sealed FROM secrets WHERE name = ?').get(name) as Row | undefined;
+      return r ? u8(r.sealed) : undefined;
+    });
+  }
+
+  putSecretIfAbsent(name: string, sealed: Uint8Array) {
+    return this.run(
+      () =>
+        this.st('INSERT OR IGNORE INTO secrets (name, sealed, created_at) VALUES (?, ?, ?)').run(
+          name,
+          sealed,
+          Date.now(),
+        ).changes === 1,
+    );
+  }
+
+  insertKeyring(k: KeyringRecord) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        this.st(
+          `INSERT INTO keyrings (name, mode, scheme, master_version, manager_version, status, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          k.name,
+          k.mode,
+          k.scheme,
+          k.masterVersion,
+          k.managerVersion,
+          k.status,
+          k.createdAt,
+          k.updatedAt,
+        );
+        this.st(
+          'INSERT INTO keyring_versions (keyring, manager_version, created_at) VALUES (?, ?, ?)',
+        ).run(k.name, k.managerVersion, k.createdAt);
+      })();
+    });
+  }
+
+  getKeyring(name: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM keyrings WHERE name = ?').get(name) as Row | undefined;
+      return r ? keyringFrom(r) : undefined;
+    });
+  }
+
+  listKeyrings() {
+    return this.run(() =>
+      (this.st('SELECT * FROM keyrings ORDER BY name').all() as Row[]).map(keyringFrom),
+    );
+  }
+
+  updateKeyring(
+    name: string,
+    expected: { masterVersion: number; managerVersion: number },
+    patch: Partial<Pick<KeyringRecord, 'masterVersion' | 'managerVersion' | 'status'>>,
+    now: number,
+  ) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        const cur = this.st('SELECT * FROM keyrings WHERE name = ?').get(name) as Row | undefined;
+        if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+        if (
+          cur.master_version !== expected.masterVersion ||
+          cur.manager_version !== expected.managerVersion
+        ) {
+          throw new BlindfoldError('ERR_CONFLICT', `keyring ${name} changed concurrently; retry`);
+        }
+        const next = {
+          master: patch.masterVersion ?? (cur.master_version as number),
+          manager: patch.managerVersion ?? (cur.manager_version as number),
+          status: patch.status ?? (cur.status as string),
+        };
+        this.st(
+          'UPDATE keyrings SET master_version = ?, manager_version = ?, status = ?, updated_at = ? WHERE name = ?',
+        ).run(next.master, next.manager, next.status, now, name);
+        if (next.manager !== cur.manager_version) {
+          this.st(
+            'INSERT INTO keyring_versions (keyring, manager_version, created_at) VALUES (?, ?, ?)',
+          ).run(name, next.manager, now);
+        }
+      })();
+    });
+  }
+
+  listKeyringVersions(name: string) {
+    return this.run(() =>
+      (
+        this.st(
+          'SELECT * FROM keyring_versions WHERE keyring = ? ORDER BY manager_version',
+        ).all(name) as Row[]
+      ).map(
+        (r): KeyringVersionRecord => ({
+          keyring: r.keyring as string,
+          managerVersion: r.manager_version as number,
+          createdAt: r.created_at as number,
+          retiredAt: (r.retired_at as number | null) ?? null,
+        }),
+      ),
+    );
+  }
+
+  insertAppliance(a: ApplianceRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO appliances (id, name, identity_fpr, certificate_pem, status, vouched_by, criterion, created_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        a.id,
+        a.name,
+        a.identityFingerprint,
+        a.certificatePem,
+        a.status,
+        a.vouchedBy,
+        a.criterion,
+        a.createdAt,
+        a.revokedAt,
+      );
+    });
+  }
+
+  getAppliance(id: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM appliances WHERE id = ?').get(id) as Row | undefined;
+      return r ? applianceFrom(r) : undefined;
+    });
+  }
+
+  listAppliances() {
+    return this.run(() =>
+      (this.st('SELECT * FROM appliances ORDER BY created_at, id').all() as Row[]).map(
+        applianceFrom,
+      ),
+    );
+  }
+
+  revokeAppliance(id: string, now: number) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        const r = this.st(
+          "UPDATE appliances SET status = 'revoked', revoked_at = ? WHERE id = ? AND status <> 'revoked'",
+        ).run(now, id);
+        if (r.changes === 0) {
+          const exists = this.st('SELECT 1 FROM appliances WHERE id = ?').get(id);
+          if (!exists) throw new BlindfoldError('ERR_NOT_FOUND', `no appliance ${id}`);
+        }
+        this.st('DELETE FROM appliance_keys WHERE appliance_id = ?').run(id);
+      })();
+    });
+  }
+
+  putApplianceKey(k: ApplianceKeyRecord) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        this.st(
+          `INSERT OR IGNORE INTO appliance_keys (appliance_id, keyring, manager_version, public_key, sealed_secret, sealed_extra, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          k.applianceId,
+          k.keyring,
+          k.managerVersion,
+          k.publicKey,
+          k.sealedSecret,
+          k.sealedExtra,
+          k.createdAt,
+        );
+        return applianceKeyFrom(
+          this.st(
+            'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
+          ).get(k.applianceId, k.keyring, k.managerVersion) as Row,
+        );
+      })(),
+    );
+  }
+
+  getApplianceKey(applianceId: string, keyring: string, managerVersion: number) {
+    return this.run(() => {
+      const r = this.st(
+        'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
+      ).get(applianceId, keyring, managerVersion) as Row | undefined;
+      return r ? applianceKeyFrom(r) : undefined;
+    });
+  }
+
+  setApplianceKeyExtra(
+    applianceId: string,
+    keyring: string,
+    managerVersion: number,
+    sealedExtra: Uint8Array,
+  ) {
+    return this.run(() => {
+      const r = this.st(
+        'UPDATE appliance_keys SET sealed_extra = ? WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
+      ).run(sealedExtra, applianceId, keyring, managerVersion);
+      if (r.changes !== 1) {
+        throw new BlindfoldError('ERR_NOT_FOUND', 'no key for this appliance, keyring and version');
+      }
+    });
+  }
+
+  deleteApplianceKeys(applianceId: string) {
+    return this.run(
+      () =>
+        this.st('DELETE FROM appliance_keys WHERE appliance_id = ?').run(applianceId).changes,
+    );
+  }
+
+  insertItem(i: ItemRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO items (keyring, item_id, master_version, manager_version, created_by, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(i.keyring, i.itemId, i.masterVersion, i.managerVersion, i.createdBy, i.createdAt);
+    });
+  }
+
+  countItems(keyring?: string) {
+    return this.run(() => {
+      const r = (
+        keyring === undefined
+          ? this.st('SELECT count(*) AS n FROM items').get()
+          : this.st('SELECT count(*) AS n FROM items WHERE keyring = ?').get(keyring)
+      ) as Row;
+      return r.n as number;
+    });
+  }
+
+  insertEnrollment(e: EnrollmentRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(e.tokenHash, e.createdBy, e.boundFingerprint, e.expiresAt, e.usedAt, e.usedBy);
+    });
+  }
+
+  consumeEnrollment(tokenHash: string, usedBy: string, now: number) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const r = this.st('SELECT * FROM enrollments WHERE token_hash = ?').get(tokenHash) as
+          | Row
+          | undefined;
+        if (!r) throw new BlindfoldError('ERR_NOT_FOUND', 'unknown enrollment token');
+        if (r.used_at != null) {
+          throw new BlindfoldError('ERR_CONFLICT', 'this enrollment token was already used');
+        }
+        this.st('UPDATE enrollments SET used_at = ?, used_by = ? WHERE token_hash = ?').run(
+          now,
+          usedBy,
+          tokenHash,
+        );
+        return {
+          tokenHash,
+          createdBy: r.created_by as string,
+          boundFingerprint: (r.bound_fpr as string | null) ?? null,
+          expiresAt: r.expires_at as number,
+          usedAt: now,
+          usedBy,
+        } satisfies EnrollmentRecord;
+      })(),
+    );
+  }
+
+  appendAudit(entries: AuditEntry[]) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const last = this.st('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as
+          | Row
+          | undefined;
+        let seq = last ? (last.seq as number) : 0;
+        let prev = last ? (last.hash as string) : GENESIS_HASH;
+        const ins = this.st(
+          `INSERT INTO audit (seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
+        const out: StoredAuditEntry[] = [];
+        for (const e of entries) {
+          seq++;
+          const hash = chainHash(prev, { ...e, seq });
+          ins.run(
+            seq,
+            e.ts,
+            e.actor,
+            e.action,
+            e.keyring,
+            e.item,
+            e.keyVersion,
+            e.outcome,
+            e.code,
+            e.requestId,
+            prev,
+            hash,
+          );
+          out.push({ ...e, seq, prevHash: prev, hash });
+          prev = hash;
+        }
+        return out;
+      })(),
+    );
+  }
+
+  listAudit(f: AuditFilter) {
+    return this.run(() => {
+      const where: string[] = ['seq > ?'];
+      const args: unknown[] = [f.afterSeq ?? 0];
+      if (f.actor) {
+        where.push('actor = ?');
+        args.push(f.actor);
+      }
+      if (f.action) {
+        where.push('action = ?');
+        args.push(f.action);
+      }
+      if (f.outcome) {
+        where.push('outcome = ?');
+        args.push(f.outcome);
+      }
+      args.push(Math.min(Math.max(f.limit ?? 1000, 1), 100000));
+      return (
+        this.db
+          .prepare(`SELECT * FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
+          .all(...args) as Row[]
+      ).map(auditFrom);
+    });
+  }
+}
