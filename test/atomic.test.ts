@@ -46,7 +46,10 @@ describe('writeFileAtomic', () => {
 
   test('a missing directory is ERR_IO naming the path, and nothing is created', async () => {
     const p = join(dir, 'no', 'such', 'c.bin');
-    await assert.rejects(writeFileAtomic(p, 'x'), (e: unknown) => isBlindfoldError(e, 'ERR_IO') && e.message.includes(p));
+    await assert.rejects(
+      writeFileAtomic(p, 'x'),
+      (e: unknown) => isBlindfoldError(e, 'ERR_IO') && e.message.includes(p),
+    );
     assert.deepEqual(await ls(), []);
   });
 });
@@ -119,7 +122,9 @@ describe('createAtomicWriteStream', () => {
     await rm(p);
   });
 
-  test('a failing write (EFBIG under `ulimit -f`) is ERR_IO and leaves no temporary file', { skip: process.platform !== 'linux' }, async () => {
+  test('a failing write (EFBIG under `ulimit -f`) is ERR_IO and leaves no temporary file', {
+    skip: process.platform !== 'linux',
+  }, async () => {
     const sub = join(dir, 'limited');
     const code = `
       process.on('SIGXFSZ', () => {});
@@ -135,10 +140,18 @@ describe('createAtomicWriteStream', () => {
       out.push(readdirSync(dir).length);
       console.log(JSON.stringify(out));
     `;
-    const r = spawnSync('bash', ['-c', `ulimit -f 64 && exec "${process.execPath}" --import tsx --input-type=module -e "$0"`, code], {
-      encoding: 'utf8',
-      cwd: new URL('..', import.meta.url).pathname,
-    });
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        `ulimit -f 64 && exec "${process.execPath}" --import tsx --input-type=module -e "$0"`,
+        code,
+      ],
+      {
+        encoding: 'utf8',
+        cwd: new URL('..', import.meta.url).pathname,
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     const [c1, msg, c2, left] = JSON.parse(r.stdout.trim());
     assert.equal(c1, 'ERR_IO');
@@ -148,7 +161,9 @@ describe('createAtomicWriteStream', () => {
   });
 
   test('creating the temporary file in a missing directory is ERR_IO', async () => {
-    await assert.rejects(createAtomicWriteStream(join(dir, 'nope', 'x')), (e: unknown) => isBlindfoldError(e, 'ERR_IO'));
+    await assert.rejects(createAtomicWriteStream(join(dir, 'nope', 'x')), (e: unknown) =>
+      isBlindfoldError(e, 'ERR_IO'),
+    );
   });
 });
 
@@ -163,8 +178,14 @@ describe('error mapping', () => {
     }
   });
   test('other errors name the action, the path and the errno', () => {
-    assert.equal(toIoError(errno('EACCES'), 'write', '/p').message, 'cannot write /p: permission denied (EACCES)');
-    assert.equal(toIoError(errno('EWEIRD'), 'write', '/p').message, 'cannot write /p: EWEIRD: something (EWEIRD)');
+    assert.equal(
+      toIoError(errno('EACCES'), 'write', '/p').message,
+      'cannot write /p: permission denied (EACCES)',
+    );
+    assert.equal(
+      toIoError(errno('EWEIRD'), 'write', '/p').message,
+      'cannot write /p: EWEIRD: something (EWEIRD)',
+    );
     assert.equal(toIoError(new Error('plain'), 'read', '/p').message, 'cannot read /p: plain');
   });
 });

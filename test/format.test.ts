@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
+import { nodeAesGcm } from '../src/appliance/stream.ts';
 import { bigToBytes, concat, lp16, u32be, utf8 } from '../src/core/bytes.ts';
 import { isBlindfoldError } from '../src/core/errors.ts';
 import {
@@ -25,7 +26,6 @@ import {
   SEALED_CHUNK_SIZE,
   sealHeader,
 } from '../src/core/format.ts';
-import { nodeAesGcm } from '../src/appliance/stream.ts';
 
 const code = (c: string) => (e: unknown) => isBlindfoldError(e) && e.code === c;
 
@@ -40,7 +40,10 @@ const fields: HeaderFields = {
   ticket: new Uint8Array(113).fill(7),
   fileNonce: new Uint8Array(16).fill(0x5f),
 };
-const wrap = { wrapNonce: new Uint8Array(12).fill(0x33), wrappedDek: new Uint8Array(48).fill(0x44) };
+const wrap = {
+  wrapNonce: new Uint8Array(12).fill(0x33),
+  wrappedDek: new Uint8Array(48).fill(0x44),
+};
 
 /** Rewrites the headerLength field (bytes 8..11). */
 function setLength(h: Uint8Array, len: number): Uint8Array {
@@ -111,7 +114,12 @@ describe('header encoding', () => {
   });
 
   test('maximal header (64-char keyring, 65535-byte itemData and ticket) decodes', () => {
-    const big = { ...fields, keyring: 'k'.repeat(64), itemData: new Uint8Array(0xffff), ticket: new Uint8Array(0xffff) };
+    const big = {
+      ...fields,
+      keyring: 'k'.repeat(64),
+      itemData: new Uint8Array(0xffff),
+      ticket: new Uint8Array(0xffff),
+    };
     const h = encodeHeader(big, wrap);
     assert.equal(h.length, HEADER_MAX_SIZE);
     assert.equal(decodeHeader(h).headerLength, HEADER_MAX_SIZE);
@@ -133,10 +141,20 @@ describe('header encoding', () => {
       { fileNonce: new Uint8Array(15) },
     ];
     for (const b of bad) {
-      assert.throws(() => encodeHeader({ ...fields, ...b }, wrap), code('ERR_INVALID_ARGUMENT'), JSON.stringify(Object.keys(b)));
+      assert.throws(
+        () => encodeHeader({ ...fields, ...b }, wrap),
+        code('ERR_INVALID_ARGUMENT'),
+        JSON.stringify(Object.keys(b)),
+      );
     }
-    assert.throws(() => encodeHeader(fields, { ...wrap, wrapNonce: new Uint8Array(11) }), code('ERR_INVALID_ARGUMENT'));
-    assert.throws(() => encodeHeader(fields, { ...wrap, wrappedDek: new Uint8Array(32) }), code('ERR_INVALID_ARGUMENT'));
+    assert.throws(
+      () => encodeHeader(fields, { ...wrap, wrapNonce: new Uint8Array(11) }),
+      code('ERR_INVALID_ARGUMENT'),
+    );
+    assert.throws(
+      () => encodeHeader(fields, { ...wrap, wrappedDek: new Uint8Array(32) }),
+      code('ERR_INVALID_ARGUMENT'),
+    );
   });
 });
 
@@ -152,48 +170,88 @@ describe('header decoding rejects malformed input', () => {
     ['cut inside the header', h.subarray(0, h.length - 1), 'ERR_TRUNCATED'],
     ['bad magic', concat(utf8('BLNDFLX'), h.subarray(7)), 'ERR_DECODE'],
     ['age file', utf8('age-encryption.org/v1\n-> X25519 ...'), 'ERR_DECODE'],
-    ['version 0', concat(h.subarray(0, 7), Uint8Array.of(0), h.subarray(8)), 'ERR_UNSUPPORTED_VERSION'],
-    ['version 2', concat(h.subarray(0, 7), Uint8Array.of(2), h.subarray(8)), 'ERR_UNSUPPORTED_VERSION'],
+    [
+      'version 0',
+      concat(h.subarray(0, 7), Uint8Array.of(0), h.subarray(8)),
+      'ERR_UNSUPPORTED_VERSION',
+    ],
+    [
+      'version 2',
+      concat(h.subarray(0, 7), Uint8Array.of(2), h.subarray(8)),
+      'ERR_UNSUPPORTED_VERSION',
+    ],
     ['headerLength below minimum', setLength(h, HEADER_FIXED_SIZE), 'ERR_DECODE'],
     ['headerLength above maximum', setLength(h, HEADER_MAX_SIZE + 1), 'ERR_DECODE'],
     ['headerLength 2^32−1', setLength(h, 0xffffffff), 'ERR_DECODE'],
     ['headerLength one short (fields overrun it)', setLength(h, h.length - 1), 'ERR_DECODE'],
-    ['trailing byte inside headerLength', setLength(concat(h, Uint8Array.of(0)), h.length + 1), 'ERR_DECODE'],
-    ['keyring length 0', (() => {
-      const b = h.slice();
-      b.set([0, 0], kOff);
-      return b;
-    })(), 'ERR_DECODE'],
-    ['keyring length 65', (() => {
-      const b = h.slice();
-      b.set([0, 65], kOff);
-      return b;
-    })(), 'ERR_DECODE'],
-    ['keyring upper case', (() => {
-      const b = h.slice();
-      b[kOff + 2] = 0x50; // 'P'
-      return b;
-    })(), 'ERR_DECODE'],
-    ['keyring invalid UTF-8', (() => {
-      const b = h.slice();
-      b[kOff + 2] = 0xff;
-      return b;
-    })(), 'ERR_DECODE'],
-    ['itemData length overruns', (() => {
-      const b = h.slice();
-      b.set([0xff, 0xff], itemDataOff);
-      return b;
-    })(), 'ERR_DECODE'],
-    ['ticket length overruns', (() => {
-      const b = h.slice();
-      b.set(u32be(h.length).subarray(2), ticketOff);
-      return b;
-    })(), 'ERR_DECODE'],
-    ['ticket length short (leaves trailing bytes)', (() => {
-      const b = h.slice();
-      b.set([0, fields.ticket.length - 1], ticketOff);
-      return b;
-    })(), 'ERR_DECODE'],
+    [
+      'trailing byte inside headerLength',
+      setLength(concat(h, Uint8Array.of(0)), h.length + 1),
+      'ERR_DECODE',
+    ],
+    [
+      'keyring length 0',
+      (() => {
+        const b = h.slice();
+        b.set([0, 0], kOff);
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'keyring length 65',
+      (() => {
+        const b = h.slice();
+        b.set([0, 65], kOff);
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'keyring upper case',
+      (() => {
+        const b = h.slice();
+        b[kOff + 2] = 0x50; // 'P'
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'keyring invalid UTF-8',
+      (() => {
+        const b = h.slice();
+        b[kOff + 2] = 0xff;
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'itemData length overruns',
+      (() => {
+        const b = h.slice();
+        b.set([0xff, 0xff], itemDataOff);
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'ticket length overruns',
+      (() => {
+        const b = h.slice();
+        b.set(u32be(h.length).subarray(2), ticketOff);
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
+    [
+      'ticket length short (leaves trailing bytes)',
+      (() => {
+        const b = h.slice();
+        b.set([0, fields.ticket.length - 1], ticketOff);
+        return b;
+      })(),
+      'ERR_DECODE',
+    ],
   ];
   for (const [name, bytes, c] of cases) {
     test(`${name} → ${c}`, () => {
@@ -202,7 +260,8 @@ describe('header decoding rejects malformed input', () => {
   }
 
   test('every truncation of a valid header is ERR_TRUNCATED', () => {
-    for (let n = 0; n < h.length; n++) assert.throws(() => decodeHeader(h.subarray(0, n)), code('ERR_TRUNCATED'), `n=${n}`);
+    for (let n = 0; n < h.length; n++)
+      assert.throws(() => decodeHeader(h.subarray(0, n)), code('ERR_TRUNCATED'), `n=${n}`);
   });
 });
 
@@ -218,7 +277,10 @@ describe('envelope and payload key', () => {
     const dc = createDecipheriv('aes-256-gcm', kek, d.wrap.wrapNonce);
     dc.setAAD(h.subarray(0, h.length - 48));
     dc.setAuthTag(d.wrap.wrappedDek.subarray(32));
-    assert.deepEqual(new Uint8Array(Buffer.concat([dc.update(d.wrap.wrappedDek.subarray(0, 32)), dc.final()])), dek);
+    assert.deepEqual(
+      new Uint8Array(Buffer.concat([dc.update(d.wrap.wrappedDek.subarray(0, 32)), dc.final()])),
+      dek,
+    );
     assert.deepEqual(new Uint8Array(openHeader(nodeAesGcm, d, kek)), dek);
     assert.throws(() => openHeader(nodeAesGcm, d, new Uint8Array(32)), code('ERR_DECRYPT'));
     assert.throws(() => openHeader(nodeAesGcm, d, new Uint8Array(16)), code('ERR_DECRYPT'));
@@ -226,7 +288,10 @@ describe('envelope and payload key', () => {
 
   test('payloadKey = HKDF-SHA256(ikm = DEK, salt = fileNonce, info = "blindfold/v1/payload" ‖ 0x00) (noble cross-check)', () => {
     const info = concat(utf8('blindfold/v1/payload'), Uint8Array.of(0));
-    assert.deepEqual(payloadKey(dek, fields.fileNonce), hkdf(sha256, dek, fields.fileNonce, info, 32));
+    assert.deepEqual(
+      payloadKey(dek, fields.fileNonce),
+      hkdf(sha256, dek, fields.fileNonce, info, 32),
+    );
   });
 });
 
@@ -234,10 +299,16 @@ describe('layout math', () => {
   test('chunk nonce = 11-byte big-endian counter ‖ last flag', () => {
     assert.deepEqual(chunkNonce(0, false), new Uint8Array(12));
     assert.deepEqual(chunkNonce(1, true), Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1));
-    assert.deepEqual(chunkNonce(0x0102030405, false), Uint8Array.of(0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 0));
+    assert.deepEqual(
+      chunkNonce(0x0102030405, false),
+      Uint8Array.of(0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 0),
+    );
     fc.assert(
       fc.property(fc.maxSafeNat(), fc.boolean(), (i, last) => {
-        assert.deepEqual(chunkNonce(i, last), concat(bigToBytes(BigInt(i), 11), Uint8Array.of(last ? 1 : 0)));
+        assert.deepEqual(
+          chunkNonce(i, last),
+          concat(bigToBytes(BigInt(i), 11), Uint8Array.of(last ? 1 : 0)),
+        );
       }),
     );
     assert.throws(() => chunkNonce(-1, false), RangeError);
@@ -258,35 +329,49 @@ describe('layout math', () => {
     assert.throws(() => plainSizeFromCiphertext(200, 200), code('ERR_TRUNCATED'));
     assert.throws(() => plainSizeFromCiphertext(215, 200), code('ERR_TRUNCATED'));
     assert.equal(plainSizeFromCiphertext(216, 200), 0);
-    assert.throws(() => plainSizeFromCiphertext(200 + SEALED_CHUNK_SIZE + 15, 200), code('ERR_TRUNCATED'));
-    assert.throws(() => plainSizeFromCiphertext(200 + SEALED_CHUNK_SIZE + 16, 200), code('ERR_DECODE'));
+    assert.throws(
+      () => plainSizeFromCiphertext(200 + SEALED_CHUNK_SIZE + 15, 200),
+      code('ERR_TRUNCATED'),
+    );
+    assert.throws(
+      () => plainSizeFromCiphertext(200 + SEALED_CHUNK_SIZE + 16, 200),
+      code('ERR_DECODE'),
+    );
     assert.equal(plainSizeFromCiphertext(200 + SEALED_CHUNK_SIZE + 17, 200), CHUNK_SIZE + 1);
     assert.throws(() => plainSizeFromCiphertext(-1, 200), code('ERR_INVALID_ARGUMENT'));
   });
 
   test('plainSizeFromCiphertext inverts ciphertextSize', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 ** 45 }), fc.integer({ min: 121, max: HEADER_MAX_SIZE }), (p, h) => {
-        const s = ciphertextSize(p, h);
-        assert.equal(plainSizeFromCiphertext(s, h), p);
-        assert.equal(s, h + p + chunkCount(p) * 16);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 45 }),
+        fc.integer({ min: 121, max: HEADER_MAX_SIZE }),
+        (p, h) => {
+          const s = ciphertextSize(p, h);
+          assert.equal(plainSizeFromCiphertext(s, h), p);
+          assert.equal(s, h + p + chunkCount(p) * 16);
+        },
+      ),
       { numRuns: 1000 },
     );
   });
 
   test('every file size is either impossible or the size of exactly one plaintext', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 121, max: 1000 }), (s, h) => {
-        let p: number;
-        try {
-          p = plainSizeFromCiphertext(s, h);
-        } catch (e) {
-          assert.ok(isBlindfoldError(e, 'ERR_TRUNCATED') || isBlindfoldError(e, 'ERR_DECODE'));
-          return;
-        }
-        assert.equal(ciphertextSize(p, h), s);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.integer({ min: 121, max: 1000 }),
+        (s, h) => {
+          let p: number;
+          try {
+            p = plainSizeFromCiphertext(s, h);
+          } catch (e) {
+            assert.ok(isBlindfoldError(e, 'ERR_TRUNCATED') || isBlindfoldError(e, 'ERR_DECODE'));
+            return;
+          }
+          assert.equal(ciphertextSize(p, h), s);
+        },
+      ),
       { numRuns: 2000 },
     );
     // dense check near chunk boundaries

@@ -7,16 +7,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { concat } from '../src/core/bytes.ts';
-import { isBlindfoldError } from '../src/core/errors.ts';
-import {
-  CHUNK_SIZE,
-  ciphertextSize,
-  decodeHeader,
-  freshFileSecrets,
-  type HeaderFields,
-  SEALED_CHUNK_SIZE,
-} from '../src/core/format.ts';
 import {
   decryptRange,
   decryptStream,
@@ -28,6 +18,16 @@ import {
   sealFileHeader,
   unwrapDek,
 } from '../src/appliance/stream.ts';
+import { concat } from '../src/core/bytes.ts';
+import { isBlindfoldError } from '../src/core/errors.ts';
+import {
+  CHUNK_SIZE,
+  ciphertextSize,
+  decodeHeader,
+  freshFileSecrets,
+  type HeaderFields,
+  SEALED_CHUNK_SIZE,
+} from '../src/core/format.ts';
 import { createAtomicWriteStream } from '../src/util/atomic.ts';
 
 const code = (c: string) => (e: unknown) => isBlindfoldError(e) && e.code === c;
@@ -66,7 +66,11 @@ async function* pieces(data: Uint8Array, maxPiece = 100_000, seed = 1): AsyncGen
   }
 }
 
-async function encrypt(plain: Uint8Array, maxPiece?: number, seed?: number): Promise<{ file: Buffer; dek: Uint8Array }> {
+async function encrypt(
+  plain: Uint8Array,
+  maxPiece?: number,
+  seed?: number,
+): Promise<{ file: Buffer; dek: Uint8Array }> {
   const { dek, fileNonce } = freshFileSecrets();
   const header = sealFileHeader({ ...baseFields, fileNonce }, kek, dek);
   const sink = new Sink();
@@ -79,7 +83,11 @@ async function encrypt(plain: Uint8Array, maxPiece?: number, seed?: number): Pro
 }
 
 /** Decrypts a whole file given as bytes; returns what reached the output, and the error if any. */
-async function decrypt(file: Uint8Array, k = kek, maxPiece = 70_000): Promise<{ out: Buffer; error?: unknown }> {
+async function decrypt(
+  file: Uint8Array,
+  k = kek,
+  maxPiece = 70_000,
+): Promise<{ out: Buffer; error?: unknown }> {
   const sink = new Sink();
   try {
     const { header, payload } = await readHeader(pieces(file, maxPiece, 7));
@@ -93,7 +101,10 @@ async function decrypt(file: Uint8Array, k = kek, maxPiece = 70_000): Promise<{ 
 
 /** The safety property: whatever was output is the plaintext of whole chunks before chunk `bad`. */
 function assertOnlyVerified(out: Buffer, plain: Uint8Array, bad: number): void {
-  assert.ok(out.length % CHUNK_SIZE === 0 && out.length <= bad * CHUNK_SIZE, `output ${out.length} bytes`);
+  assert.ok(
+    out.length % CHUNK_SIZE === 0 && out.length <= bad * CHUNK_SIZE,
+    `output ${out.length} bytes`,
+  );
   assert.deepEqual(out, Buffer.from(plain.subarray(0, out.length)));
 }
 
@@ -112,13 +123,17 @@ describe('round trips', () => {
 
   test('random sizes and random input splits', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 0, max: 5 * CHUNK_SIZE }), fc.integer({ min: 500, max: 150_000 }), async (size, maxPiece) => {
-        const plain = randomBytes(size);
-        const { file } = await encrypt(plain, maxPiece, size + 1);
-        const { out, error } = await decrypt(file, kek, maxPiece);
-        assert.equal(error, undefined);
-        assert.deepEqual(out, plain);
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 5 * CHUNK_SIZE }),
+        fc.integer({ min: 500, max: 150_000 }),
+        async (size, maxPiece) => {
+          const plain = randomBytes(size);
+          const { file } = await encrypt(plain, maxPiece, size + 1);
+          const { out, error } = await decrypt(file, kek, maxPiece);
+          assert.equal(error, undefined);
+          assert.deepEqual(out, plain);
+        },
+      ),
       { numRuns: 25 },
     );
   });
@@ -137,14 +152,22 @@ describe('round trips', () => {
     const { dek, fileNonce } = freshFileSecrets();
     const header = sealFileHeader({ ...baseFields, fileNonce }, kek, dek);
     const sink = new Sink();
-    await encryptStream(Readable.from([plain.subarray(0, 10), plain.subarray(10)]), sink, { header, dek, fileNonce });
+    await encryptStream(Readable.from([plain.subarray(0, 10), plain.subarray(10)]), sink, {
+      header,
+      dek,
+      fileNonce,
+    });
     assert.deepEqual((await decrypt(sink.bytes)).out, plain);
     await assert.rejects(
       encryptStream(Readable.from(['text']), new Sink(), { header, dek, fileNonce }),
       code('ERR_INVALID_ARGUMENT'),
     );
     await assert.rejects(
-      encryptStream(Readable.from([plain]), new Sink(), { header, dek, fileNonce: new Uint8Array(16) }),
+      encryptStream(Readable.from([plain]), new Sink(), {
+        header,
+        dek,
+        fileNonce: new Uint8Array(16),
+      }),
       code('ERR_INVALID_ARGUMENT'),
     );
   });
@@ -174,8 +197,12 @@ describe('tampering', () => {
       const { out, error } = await decrypt(bad);
       assert.equal(out.length, 0);
       // structure is checked first (precise codes); every other byte is authenticated by the wrap AEAD
-      const expected = i === 7 ? 'ERR_UNSUPPORTED_VERSION' : structural.has(i) ? 'ERR_DECODE' : 'ERR_DECRYPT';
-      assert.ok(isBlindfoldError(error, expected as never), `byte ${i}: expected ${expected}, got ${String(error)}`);
+      const expected =
+        i === 7 ? 'ERR_UNSUPPORTED_VERSION' : structural.has(i) ? 'ERR_DECODE' : 'ERR_DECRYPT';
+      assert.ok(
+        isBlindfoldError(error, expected as never),
+        `byte ${i}: expected ${expected}, got ${String(error)}`,
+      );
     }
   });
 
@@ -193,7 +220,12 @@ describe('tampering', () => {
   });
 
   test('swapping two chunks is ERR_DECRYPT', async () => {
-    const bad = concat(file.subarray(0, off(0)), file.subarray(off(1), off(2)), file.subarray(off(0), off(1)), file.subarray(off(2)));
+    const bad = concat(
+      file.subarray(0, off(0)),
+      file.subarray(off(1), off(2)),
+      file.subarray(off(0), off(1)),
+      file.subarray(off(2)),
+    );
     const { out, error } = await decrypt(bad);
     assert.ok(isBlindfoldError(error, 'ERR_DECRYPT'));
     assertOnlyVerified(out, plain, 0);
@@ -210,7 +242,13 @@ describe('tampering', () => {
   });
 
   test('appending a chunk or bytes after the final chunk is ERR_DECRYPT', async () => {
-    for (const extra of [file.subarray(off(0), off(1)), file.subarray(off(3)), Buffer.alloc(1), Buffer.alloc(16), randomBytes(70_000)]) {
+    for (const extra of [
+      file.subarray(off(0), off(1)),
+      file.subarray(off(3)),
+      Buffer.alloc(1),
+      Buffer.alloc(16),
+      randomBytes(70_000),
+    ]) {
       const { out, error } = await decrypt(concat(file, extra));
       assert.ok(isBlindfoldError(error, 'ERR_DECRYPT'), `+${extra.length}: ${String(error)}`);
       assertOnlyVerified(out, plain, 3);
@@ -239,7 +277,10 @@ describe('tampering', () => {
     ];
     for (const [len, c, bad] of cases) {
       const { out, error } = await decrypt(file.subarray(0, len));
-      assert.ok(isBlindfoldError(error, c as never), `cut at ${len}: expected ${c}, got ${String(error)}`);
+      assert.ok(
+        isBlindfoldError(error, c as never),
+        `cut at ${len}: expected ${c}, got ${String(error)}`,
+      );
       assertOnlyVerified(out, plain, bad);
     }
   });
@@ -257,7 +298,10 @@ describe('tampering', () => {
 
   test('rewrap: new header under a new KEK + the same chunks decrypts; the old KEK no longer opens it', async () => {
     const kek2 = new Uint8Array(32).fill(0x99);
-    const header2 = rewrapHeader(file.subarray(0, hlen), kek, kek2, { masterVersion: 2, ticket: new Uint8Array([9, 9]) });
+    const header2 = rewrapHeader(file.subarray(0, hlen), kek, kek2, {
+      masterVersion: 2,
+      ticket: new Uint8Array([9, 9]),
+    });
     const rotated = concat(header2, file.subarray(hlen));
     const d = decodeHeader(rotated);
     assert.equal(d.fields.masterVersion, 2);
@@ -277,7 +321,10 @@ describe('decryptRange', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function fileOf(plain: Uint8Array, name: string): Promise<{ path: string; dek: Uint8Array }> {
+  async function fileOf(
+    plain: Uint8Array,
+    name: string,
+  ): Promise<{ path: string; dek: Uint8Array }> {
     const { file, dek } = await encrypt(plain);
     const path = join(dir, name);
     await writeFile(path, file);
@@ -306,9 +353,15 @@ describe('decryptRange', () => {
         [plain.length - 1, plain.length],
         [4 * CHUNK_SIZE, plain.length],
       ] as const) {
-        assert.deepEqual(Buffer.from(await decryptRange(fh, s, e, dek, header)), plain.subarray(s, e));
+        assert.deepEqual(
+          Buffer.from(await decryptRange(fh, s, e, dek, header)),
+          plain.subarray(s, e),
+        );
       }
-      await assert.rejects(decryptRange(path, 0, plain.length + 1, dek, header), code('ERR_INVALID_ARGUMENT'));
+      await assert.rejects(
+        decryptRange(path, 0, plain.length + 1, dek, header),
+        code('ERR_INVALID_ARGUMENT'),
+      );
     } finally {
       await fh.close();
     }
@@ -341,9 +394,9 @@ describe('decryptRange', () => {
       const s = 3 * CHUNK_SIZE + 10;
       const got = await decryptRange(spy, s, s + CHUNK_SIZE, dek, header);
       assert.deepEqual(Buffer.from(got), plain.subarray(s, s + CHUNK_SIZE));
-      const chunksRead = [...new Set(reads.map((p) => Math.floor((p - header.headerLength) / SEALED_CHUNK_SIZE)))].sort(
-        (x, y) => x - y,
-      );
+      const chunksRead = [
+        ...new Set(reads.map((p) => Math.floor((p - header.headerLength) / SEALED_CHUNK_SIZE))),
+      ].sort((x, y) => x - y);
       assert.deepEqual(chunksRead, [3, 4, 10]);
     } finally {
       await fh.close();
@@ -357,18 +410,30 @@ describe('decryptRange', () => {
     const good = await readFile(path);
     const h = header.headerLength;
     const variants: [string, Buffer, string][] = [
-      ['chunk 1 flipped', (() => {
-        const b = Buffer.from(good);
-        b[h + SEALED_CHUNK_SIZE + 5]! ^= 1;
-        return b;
-      })(), 'ERR_DECRYPT'],
-      ['final chunk flipped', (() => {
-        const b = Buffer.from(good);
-        b[b.length - 1]! ^= 1;
-        return b;
-      })(), 'ERR_DECRYPT'],
+      [
+        'chunk 1 flipped',
+        (() => {
+          const b = Buffer.from(good);
+          b[h + SEALED_CHUNK_SIZE + 5]! ^= 1;
+          return b;
+        })(),
+        'ERR_DECRYPT',
+      ],
+      [
+        'final chunk flipped',
+        (() => {
+          const b = Buffer.from(good);
+          b[b.length - 1]! ^= 1;
+          return b;
+        })(),
+        'ERR_DECRYPT',
+      ],
       ['final chunk dropped', good.subarray(0, h + 3 * SEALED_CHUNK_SIZE), 'ERR_TRUNCATED'],
-      ['cut inside the final tag', good.subarray(0, h + 3 * SEALED_CHUNK_SIZE + 10), 'ERR_TRUNCATED'],
+      [
+        'cut inside the final tag',
+        good.subarray(0, h + 3 * SEALED_CHUNK_SIZE + 10),
+        'ERR_TRUNCATED',
+      ],
       ['cut mid final chunk', good.subarray(0, good.length - 20), 'ERR_DECRYPT'],
       ['one byte appended', concat(good, Uint8Array.of(0)) as Buffer, 'ERR_DECRYPT'],
     ];
@@ -376,7 +441,11 @@ describe('decryptRange', () => {
       const p = join(dir, 'bad.bf');
       await writeFile(p, bytes);
       // a range in chunk 1 (untouched in most variants) still fails: the final chunk is checked
-      await assert.rejects(decryptRange(p, CHUNK_SIZE + 1, CHUNK_SIZE + 2, dek, header), code(c), name);
+      await assert.rejects(
+        decryptRange(p, CHUNK_SIZE + 1, CHUNK_SIZE + 2, dek, header),
+        code(c),
+        name,
+      );
     }
     await assert.rejects(decryptRange(join(dir, 'missing.bf'), 0, 1, dek, header), code('ERR_IO'));
   });
@@ -389,7 +458,9 @@ describe('files and memory', () => {
     const encPath = join(dir, 'big.bf');
     const decPath = join(dir, 'big.out');
     /** Encrypts `mb` MiB to a file and decrypts it to another, both through atomic writes. */
-    async function roundTrip(mb: number): Promise<{ inHash: string; headerLength: number; tEnc: number; tDec: number }> {
+    async function roundTrip(
+      mb: number,
+    ): Promise<{ inHash: string; headerLength: number; tEnc: number; tDec: number }> {
       const inHash = createHash('sha256');
       async function* source(): AsyncGenerator<Uint8Array> {
         for (let i = 0; i < mb; i++) {
@@ -406,15 +477,25 @@ describe('files and memory', () => {
       await enc.commit();
       const t1 = performance.now();
       const dec = await createAtomicWriteStream(decPath);
-      const { header: h, payload } = await readHeader(createReadStream(encPath, { highWaterMark: 1 << 20 }));
+      const { header: h, payload } = await readHeader(
+        createReadStream(encPath, { highWaterMark: 1 << 20 }),
+      );
       try {
-        await decryptStream(payload, dec.stream, { dek: unwrapDek(h, kek), fileNonce: h.fields.fileNonce });
+        await decryptStream(payload, dec.stream, {
+          dek: unwrapDek(h, kek),
+          fileNonce: h.fields.fileNonce,
+        });
         await dec.commit();
       } catch (e) {
         await dec.abort();
         throw e;
       }
-      return { inHash: inHash.digest('hex'), headerLength: header.length, tEnc: t1 - t0, tDec: performance.now() - t1 };
+      return {
+        inHash: inHash.digest('hex'),
+        headerLength: header.length,
+        tEnc: t1 - t0,
+        tDec: performance.now() - t1,
+      };
     }
     try {
       // A first, smaller run brings the heap and the allocator to their steady state (about
@@ -436,7 +517,9 @@ describe('files and memory', () => {
       assert.deepEqual((await readdir(dir)).sort(), ['big.bf', 'big.out']);
       const growth = (peak - base) / 2 ** 20;
       const mbs = (ms: number) => (100 / (ms / 1000)).toFixed(0);
-      console.log(`# 100 MiB with fsync: encrypt→file ${mbs(r.tEnc)} MB/s, file→decrypt→file ${mbs(r.tDec)} MB/s, RSS growth ${growth.toFixed(1)} MiB`);
+      console.log(
+        `# 100 MiB with fsync: encrypt→file ${mbs(r.tEnc)} MB/s, file→decrypt→file ${mbs(r.tDec)} MB/s, RSS growth ${growth.toFixed(1)} MiB`,
+      );
       assert.ok(growth < 30, `RSS grew by ${growth.toFixed(1)} MiB`);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -454,7 +537,10 @@ describe('files and memory', () => {
       const out = await createAtomicWriteStream(join(dir, 'x.out'));
       const { header, payload } = await readHeader(createReadStream(src));
       await assert.rejects(
-        decryptStream(payload, out.stream, { dek: unwrapDek(header, kek), fileNonce: header.fields.fileNonce }),
+        decryptStream(payload, out.stream, {
+          dek: unwrapDek(header, kek),
+          fileNonce: header.fields.fileNonce,
+        }),
         code('ERR_DECRYPT'),
       );
       await out.abort();

@@ -25,7 +25,8 @@ const fields: TicketFields = {
 const expected = { keyring: fields.keyring, itemId, keyVersion: 7, bindingHash: binding };
 
 const code = (c: string) => (e: unknown) => isBlindfoldError(e) && e.code === c;
-const invalidSame = (e: unknown) => isBlindfoldError(e, 'ERR_TICKET_INVALID') && e.message === 'invalid ticket';
+const invalidSame = (e: unknown) =>
+  isBlindfoldError(e, 'ERR_TICKET_INVALID') && e.message === 'invalid ticket';
 
 describe('ticket encoding', () => {
   test('layout matches SPEC: fields in order, HMAC over label ‖ 0x00 ‖ body (checked with node:crypto)', () => {
@@ -39,7 +40,11 @@ describe('ticket encoding', () => {
       u64be(NOW + 3600),
       binding,
     );
-    const mac = createHmac('sha256', key2).update(utf8('blindfold/v1/ticket')).update(Uint8Array.of(0)).update(body).digest();
+    const mac = createHmac('sha256', key2)
+      .update(utf8('blindfold/v1/ticket'))
+      .update(Uint8Array.of(0))
+      .update(body)
+      .digest();
     assert.deepEqual(t, concat(body, mac));
     assert.equal(t.length, 99 + fields.keyring.length);
   });
@@ -58,13 +63,26 @@ describe('ticket encoding', () => {
   });
 
   test('no binding means 32 zero bytes and must be expected as none', () => {
-    const t = issueTicket(key1, { ...fields, ticketKeyVersion: 1, bindingHash: undefined, expiresAt: 0 });
+    const t = issueTicket(key1, {
+      ...fields,
+      ticketKeyVersion: 1,
+      bindingHash: undefined,
+      expiresAt: 0,
+    });
     assert.deepEqual(decodeTicket(t).bindingHash, new Uint8Array(32));
-    verifyTicket(t, keys, { keyring: fields.keyring, itemId, keyVersion: 7 }, Number.MAX_SAFE_INTEGER);
+    verifyTicket(
+      t,
+      keys,
+      { keyring: fields.keyring, itemId, keyVersion: 7 },
+      Number.MAX_SAFE_INTEGER,
+    );
     assert.throws(() => verifyTicket(t, keys, expected, NOW), invalidSame);
     // and a bound ticket is refused when the verifier binds nothing
     const bound = issueTicket(key2, fields);
-    assert.throws(() => verifyTicket(bound, keys, { ...expected, bindingHash: undefined }, NOW), invalidSame);
+    assert.throws(
+      () => verifyTicket(bound, keys, { ...expected, bindingHash: undefined }, NOW),
+      invalidSame,
+    );
   });
 });
 
@@ -75,7 +93,8 @@ describe('ticket verification', () => {
     // Structural fields are checked by the decoder before any key is used: the version (byte 0),
     // the keyring length (5..6), keyring characters, and expiresAt above 2^53 (bytes 45..46).
     const kEnd = 7 + fields.keyring.length;
-    const structural = (i: number) => i === 0 || i === 5 || i === 6 || (i >= 7 && i < kEnd) || i === kEnd + 20 || i === kEnd + 21;
+    const structural = (i: number) =>
+      i === 0 || i === 5 || i === 6 || (i >= 7 && i < kEnd) || i === kEnd + 20 || i === kEnd + 21;
     let decodeErrors = 0;
     for (let i = 0; i < t.length; i++) {
       for (const bit of [0x01, 0x80]) {
@@ -85,7 +104,10 @@ describe('ticket verification', () => {
         try {
           decodeTicket(bad);
         } catch (e) {
-          assert.ok(isBlindfoldError(e) && structural(i), `byte ${i} bit ${bit}: unexpected decode failure`);
+          assert.ok(
+            isBlindfoldError(e) && structural(i),
+            `byte ${i} bit ${bit}: unexpected decode failure`,
+          );
           structuralCode = e.code;
           decodeErrors++;
         }
@@ -97,7 +119,10 @@ describe('ticket verification', () => {
       }
     }
     assert.ok(decodeErrors >= 5);
-    assert.throws(() => verifyTicket(Uint8Array.of(2, ...t.subarray(1)), keys, expected, NOW), code('ERR_UNSUPPORTED_VERSION'));
+    assert.throws(
+      () => verifyTicket(Uint8Array.of(2, ...t.subarray(1)), keys, expected, NOW),
+      code('ERR_UNSUPPORTED_VERSION'),
+    );
   });
 
   test('an authentic ticket for another keyring / item / key version / binding is refused the same way', () => {
@@ -109,12 +134,20 @@ describe('ticket verification', () => {
     ];
     for (const v of variants) {
       const other = issueTicket(key2, { ...fields, ...v });
-      assert.throws(() => verifyTicket(other, keys, expected, NOW), invalidSame, JSON.stringify(Object.keys(v)));
+      assert.throws(
+        () => verifyTicket(other, keys, expected, NOW),
+        invalidSame,
+        JSON.stringify(Object.keys(v)),
+      );
     }
   });
 
   test('unknown ticket key version and wrong key: ERR_TICKET_INVALID', () => {
-    assert.throws(() => verifyTicket(issueTicket(key2, { ...fields, ticketKeyVersion: 3 }), keys, expected, NOW), invalidSame);
+    assert.throws(
+      () =>
+        verifyTicket(issueTicket(key2, { ...fields, ticketKeyVersion: 3 }), keys, expected, NOW),
+      invalidSame,
+    );
     assert.throws(() => verifyTicket(issueTicket(key1, fields), keys, expected, NOW), invalidSame);
   });
 
@@ -131,7 +164,10 @@ describe('ticket verification', () => {
     bad[bad.length - 1]! ^= 1;
     assert.throws(() => verifyTicket(bad, keys, expected, NOW + 10 ** 9), invalidSame);
     // and only for the right item: an expired ticket for another item is just invalid
-    assert.throws(() => verifyTicket(t, keys, { ...expected, keyVersion: 1 }, NOW + 10 ** 9), invalidSame);
+    assert.throws(
+      () => verifyTicket(t, keys, { ...expected, keyVersion: 1 }, NOW + 10 ** 9),
+      invalidSame,
+    );
   });
 
   test('wrong lengths: ERR_DECODE', () => {
@@ -139,14 +175,35 @@ describe('ticket verification', () => {
     assert.throws(() => decodeTicket(t.subarray(0, t.length - 1)), code('ERR_DECODE'));
     assert.throws(() => decodeTicket(concat(t, Uint8Array.of(0))), code('ERR_DECODE'));
     assert.throws(() => decodeTicket(t.subarray(0, 20)), code('ERR_DECODE'));
-    assert.throws(() => verifyTicket(t.subarray(0, t.length - 1), keys, expected, NOW), code('ERR_DECODE'));
+    assert.throws(
+      () => verifyTicket(t.subarray(0, t.length - 1), keys, expected, NOW),
+      code('ERR_DECODE'),
+    );
     // keyring length 0 and 65
-    const zero = concat(Uint8Array.of(1), u32be(1), lp16(new Uint8Array(0)), new Uint8Array(16 + 4 + 8 + 32 + 32));
+    const zero = concat(
+      Uint8Array.of(1),
+      u32be(1),
+      lp16(new Uint8Array(0)),
+      new Uint8Array(16 + 4 + 8 + 32 + 32),
+    );
     assert.throws(() => decodeTicket(zero), code('ERR_DECODE'));
-    const long = concat(Uint8Array.of(1), u32be(1), lp16(utf8('a'.repeat(65))), new Uint8Array(16 + 4 + 8 + 32 + 32));
+    const long = concat(
+      Uint8Array.of(1),
+      u32be(1),
+      lp16(utf8('a'.repeat(65))),
+      new Uint8Array(16 + 4 + 8 + 32 + 32),
+    );
     assert.throws(() => decodeTicket(long), code('ERR_DECODE'));
     // expiresAt above 2^53
-    const body = concat(Uint8Array.of(1), u32be(1), lp16(utf8('k')), itemId, u32be(1), u64be(2n ** 60n), binding);
+    const body = concat(
+      Uint8Array.of(1),
+      u32be(1),
+      lp16(utf8('k')),
+      itemId,
+      u32be(1),
+      u64be(2n ** 60n),
+      binding,
+    );
     assert.throws(() => decodeTicket(concat(body, new Uint8Array(32))), code('ERR_DECODE'));
   });
 
@@ -170,7 +227,11 @@ describe('ticket verification', () => {
       [key1, { bindingHash: new Uint8Array(31) }],
     ];
     for (const [k, v] of bad) {
-      assert.throws(() => issueTicket(k, { ...fields, ...v }), code('ERR_INVALID_ARGUMENT'), JSON.stringify(v));
+      assert.throws(
+        () => issueTicket(k, { ...fields, ...v }),
+        code('ERR_INVALID_ARGUMENT'),
+        JSON.stringify(v),
+      );
     }
   });
 });
@@ -187,21 +248,36 @@ describe('ticket properties', () => {
 
   test('random fields: issue → decode is the identity, verify accepts, one flipped byte is refused', () => {
     fc.assert(
-      fc.property(arbFields, fc.uint8Array({ minLength: 32, maxLength: 64 }), fc.nat(), (f, k, pos) => {
-        const t = issueTicket(k, f);
-        const d = decodeTicket(t);
-        assert.deepEqual({ ...d, version: undefined, mac: undefined }, { ...f, version: undefined, mac: undefined });
-        const exp = { keyring: f.keyring, itemId: f.itemId, keyVersion: f.keyVersion, bindingHash: f.bindingHash };
-        const now = f.expiresAt === 0 ? NOW : f.expiresAt - 1;
-        verifyTicket(t, () => k, exp, now);
-        const bad = t.slice();
-        const i = pos % t.length;
-        bad[i]! ^= 0x01;
-        assert.throws(
-          () => verifyTicket(bad, () => k, exp, now),
-          (e: unknown) => isBlindfoldError(e) && ['ERR_TICKET_INVALID', 'ERR_DECODE', 'ERR_UNSUPPORTED_VERSION'].includes(e.code),
-        );
-      }),
+      fc.property(
+        arbFields,
+        fc.uint8Array({ minLength: 32, maxLength: 64 }),
+        fc.nat(),
+        (f, k, pos) => {
+          const t = issueTicket(k, f);
+          const d = decodeTicket(t);
+          assert.deepEqual(
+            { ...d, version: undefined, mac: undefined },
+            { ...f, version: undefined, mac: undefined },
+          );
+          const exp = {
+            keyring: f.keyring,
+            itemId: f.itemId,
+            keyVersion: f.keyVersion,
+            bindingHash: f.bindingHash,
+          };
+          const now = f.expiresAt === 0 ? NOW : f.expiresAt - 1;
+          verifyTicket(t, () => k, exp, now);
+          const bad = t.slice();
+          const i = pos % t.length;
+          bad[i]! ^= 0x01;
+          assert.throws(
+            () => verifyTicket(bad, () => k, exp, now),
+            (e: unknown) =>
+              isBlindfoldError(e) &&
+              ['ERR_TICKET_INVALID', 'ERR_DECODE', 'ERR_UNSUPPORTED_VERSION'].includes(e.code),
+          );
+        },
+      ),
       { numRuns: 300 },
     );
   });

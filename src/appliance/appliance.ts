@@ -237,6 +237,7 @@ export class Appliance {
       const pk = scheme.decodePublicKey(fromB64u(a.publicKey));
       const master = scheme.plaintextFromSeed(pk, seed);
       const ct = homMode.conceal(scheme, pk, master);
+      if (master instanceof Uint8Array) zeroize(master); // BigInt plaintexts cannot be wiped (SPEC.md §2.6)
       const c: Concealment = {
         masterVersion,
         managerVersion,

@@ -2,10 +2,12 @@
  * Streaming encryption and decryption of Blindfold files (SPEC.md §6; layout in core/format.ts),
  * with AES-256-GCM from node:crypto (OpenSSL).
  *
- * Memory is constant: the encryptor copies its input into one reused 64 KiB buffer and the
- * decryptor into one reused 64 KiB + 16 buffer; a file of any size goes through them. Backpressure
- * comes from stream.pipeline: the generator that seals chunks is suspended while the destination
- * is full.
+ * Memory is constant: the encryptor gathers its input into one reused 64 KiB buffer and the
+ * decryptor into one reused 64 KiB + 16 buffer (a whole chunk that lies inside one input piece is
+ * processed in place, without the copy); output leaves in ~1 MiB writes (see Batch). A file of any
+ * size goes through them. Backpressure comes from stream.pipeline: the generator that seals chunks
+ * is suspended while the destination is full. A chunk is sealed as non-final only once a byte
+ * after it has arrived, so the last flag is always right, whatever the input's piece sizes.
  *
  * Decryption verifies each chunk's tag before its plaintext leaves this module, so nothing
  * unverified is ever written. A damaged file is detected at the first bad chunk; plaintext of the
@@ -18,7 +20,7 @@
  * reused; the key is turned into a KeyObject once per stream.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
-import { read as fsRead, fstat as fsFstat } from 'node:fs';
+import { fstat as fsFstat, read as fsRead } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -82,9 +84,17 @@ export const nodeAesGcm: Aead = {
 // Header helpers (the envelope)
 
 /** wrappedDek = AES-256-GCM(kek, wrapNonce, dek, aad): 48 bytes. aad = headerAad(fields, wrapNonce). */
-export function wrapDek(kek: Uint8Array, dek: Uint8Array, aad: Uint8Array, wrapNonce: Uint8Array): Uint8Array {
+export function wrapDek(
+  kek: Uint8Array,
+  dek: Uint8Array,
+  aad: Uint8Array,
+  wrapNonce: Uint8Array,
+): Uint8Array {
   if (kek.length !== 32 || dek.length !== 32 || wrapNonce.length !== WRAP_NONCE_SIZE) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'wrapDek needs a 32-byte KEK and DEK and a 12-byte nonce');
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      'wrapDek needs a 32-byte KEK and DEK and a 12-byte nonce',
+    );
   }
   return nodeAesGcm.seal(kek, wrapNonce, dek, aad);
 }
@@ -96,7 +106,12 @@ export function unwrapDek(header: DecodedHeader | Uint8Array, kek: Uint8Array): 
 }
 
 /** A complete header for a new file: fresh wrap nonce, DEK wrapped under the KEK. */
-export function sealFileHeader(fields: HeaderFields, kek: Uint8Array, dek: Uint8Array, rng: Rng = systemRng): Uint8Array {
+export function sealFileHeader(
+  fields: HeaderFields,
+  kek: Uint8Array,
+  dek: Uint8Array,
+  rng: Rng = systemRng,
+): Uint8Array {
   return sealHeader(nodeAesGcm, fields, kek, dek, rng);
 }
 
@@ -133,7 +148,10 @@ type ByteSource = Readable | AsyncIterable<Uint8Array>;
 
 function asBytes(piece: unknown): Uint8Array {
   if (piece instanceof Uint8Array) return piece;
-  throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'stream input must yield bytes (Uint8Array/Buffer), not strings');
+  throw new BlindfoldError(
+    'ERR_INVALID_ARGUMENT',
+    'stream input must yield bytes (Uint8Array/Buffer), not strings',
+  );
 }
 
 /**
@@ -165,7 +183,8 @@ class Batch {
 
   take(): Buffer | undefined {
     if (this.#bytes === 0) return undefined;
-    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes);
+    const out =
+      this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes);
     this.#parts = [];
     this.#bytes = 0;
     return out;
@@ -204,7 +223,11 @@ export interface StreamResult {
 }
 
 /** Encrypts `input` to `output` as a Blindfold file. Constant memory, one chunk buffer. */
-export async function encryptStream(input: ByteSource, output: Writable, opts: EncryptStreamOptions): Promise<StreamResult> {
+export async function encryptStream(
+  input: ByteSource,
+  output: Writable,
+  opts: EncryptStreamOptions,
+): Promise<StreamResult> {
   const decoded = decodeHeader(opts.header);
   if (decoded.headerLength !== opts.header.length) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'header has trailing bytes');
@@ -220,16 +243,15 @@ export async function encryptStream(input: ByteSource, output: Writable, opts: E
   let plainSize = 0;
   let fileSize = opts.header.length;
 
-  // Seals buf[0, fill) as chunk `index`. update() copies out synchronously, so buf is free again.
-  const seal = (last: boolean): [Buffer, Buffer] => {
+  // Seals `data` as chunk `index`. update() copies out synchronously, so `data` is free again.
+  const seal = (data: Uint8Array, last: boolean): [Buffer, Buffer] => {
     const c = createCipheriv(ALG, key, chunkNonce(index, last, nonce), { authTagLength: TAG_SIZE });
-    const ct = fill > 0 ? c.update(buf.subarray(0, fill)) : EMPTY;
+    const ct = data.length > 0 ? c.update(data) : EMPTY;
     c.final();
     const tag = c.getAuthTag();
     index++;
-    plainSize += fill;
-    fileSize += fill + TAG_SIZE;
-    fill = 0;
+    plainSize += data.length;
+    fileSize += data.length + TAG_SIZE;
     return [ct, tag];
   };
 
@@ -241,12 +263,22 @@ export async function encryptStream(input: ByteSource, output: Writable, opts: E
       let off = 0;
       while (off < piece.length) {
         // A full buffer is sealed as non-final only once we know more data follows.
+        let whole: Uint8Array | undefined;
         if (fill === CHUNK_SIZE) {
-          const [ct, tag] = seal(false);
+          whole = buf;
+          fill = 0;
+        } else if (fill === 0 && piece.length - off > CHUNK_SIZE) {
+          // Fast path: a whole chunk inside the piece, with more bytes after it, is sealed in place.
+          whole = piece.subarray(off, off + CHUNK_SIZE);
+          off += CHUNK_SIZE;
+        }
+        if (whole) {
+          const [ct, tag] = seal(whole, false);
           batch.add(ct);
           batch.add(tag);
           const out = batch.ready();
           if (out) yield out;
+          continue;
         }
         const n = Math.min(CHUNK_SIZE - fill, piece.length - off);
         buf.set(piece.subarray(off, off + n), fill);
@@ -254,7 +286,8 @@ export async function encryptStream(input: ByteSource, output: Writable, opts: E
         off += n;
       }
     }
-    const [ct, tag] = seal(true);
+    const [ct, tag] = seal(buf.subarray(0, fill), true);
+    fill = 0;
     batch.add(ct);
     batch.add(tag);
     const out = batch.take();
@@ -280,7 +313,13 @@ export interface DecryptStreamOptions {
 }
 
 /** Opens one sealed chunk; returns its plaintext only if the tag verified, else undefined. */
-function openChunk(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number, last: boolean): Buffer | undefined {
+function openChunk(
+  key: KeyObject,
+  nonce: Buffer,
+  sealed: Uint8Array,
+  index: number,
+  last: boolean,
+): Buffer | undefined {
   const n = sealed.length - TAG_SIZE;
   const d = createDecipheriv(ALG, key, chunkNonce(index, last, nonce), { authTagLength: TAG_SIZE });
   d.setAuthTag(sealed.subarray(n));
@@ -303,7 +342,10 @@ function openFinal(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number)
   const len = sealed.length;
   if (len < TAG_SIZE) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
   if (len === TAG_SIZE && index > 0) {
-    throw new BlindfoldError('ERR_DECODE', 'invalid Blindfold payload: empty final chunk after full chunks');
+    throw new BlindfoldError(
+      'ERR_DECODE',
+      'invalid Blindfold payload: empty final chunk after full chunks',
+    );
   }
   const pt = openChunk(key, nonce, sealed, index, true);
   if (pt) return pt;
@@ -324,7 +366,11 @@ function openFinal(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number)
  * ends at a chunk boundary or inside a tag), ERR_DECODE (an impossible layout). On error the
  * output may hold verified plaintext of earlier chunks: discard it (util/atomic.ts abort()).
  */
-export async function decryptStream(payload: ByteSource, output: Writable, opts: DecryptStreamOptions): Promise<{ plainSize: number }> {
+export async function decryptStream(
+  payload: ByteSource,
+  output: Writable,
+  opts: DecryptStreamOptions,
+): Promise<{ plainSize: number }> {
   const key = payloadKeyObject(opts.dek, opts.fileNonce);
   const buf = Buffer.allocUnsafe(SEALED_CHUNK_SIZE);
   const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
@@ -339,15 +385,24 @@ export async function decryptStream(payload: ByteSource, output: Writable, opts:
       let off = 0;
       while (off < piece.length) {
         // A full sealed chunk followed by more bytes cannot be the final chunk.
+        let sealed: Uint8Array | undefined;
         if (fill === SEALED_CHUNK_SIZE) {
-          const pt = openChunk(key, nonce, buf, index, false);
+          sealed = buf;
+          fill = 0;
+        } else if (fill === 0 && piece.length - off > SEALED_CHUNK_SIZE) {
+          // Fast path: a whole sealed chunk inside the piece, with more bytes after it, is opened in place.
+          sealed = piece.subarray(off, off + SEALED_CHUNK_SIZE);
+          off += SEALED_CHUNK_SIZE;
+        }
+        if (sealed) {
+          const pt = openChunk(key, nonce, sealed, index, false);
           if (!pt) throw decryptFailed();
           index++;
-          fill = 0;
           plainSize += pt.length;
           batch.add(pt);
           const out = batch.ready();
           if (out) yield out;
+          continue;
         }
         const n = Math.min(SEALED_CHUNK_SIZE - fill, piece.length - off);
         buf.set(piece.subarray(off, off + n), fill);
@@ -387,7 +442,8 @@ export async function readHeader(
     for (;;) {
       while (have < want) {
         const r = await it.next();
-        if (r.done) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
+        if (r.done)
+          throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
         const piece = asBytes(r.value);
         parts.push(piece);
         have += piece.length;
@@ -439,7 +495,8 @@ async function positional(file: FileRef): Promise<Positional> {
   if (typeof file === 'number') {
     return {
       size: async () => (await fstatFd(file)).size,
-      read: async (buf, length, position) => (await readFd(file, buf, 0, length, position)).bytesRead,
+      read: async (buf, length, position) =>
+        (await readFd(file, buf, 0, length, position)).bytesRead,
       close: async () => {},
     };
   }
@@ -448,7 +505,9 @@ async function positional(file: FileRef): Promise<Positional> {
   try {
     fh = owned ? await open(file, 'r') : file;
   } catch (cause) {
-    throw new BlindfoldError('ERR_IO', `cannot open ${String(file)}: ${(cause as Error).message}`, { cause });
+    throw new BlindfoldError('ERR_IO', `cannot open ${String(file)}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   return {
     size: async () => (await fh.stat()).size,
@@ -459,7 +518,12 @@ async function positional(file: FileRef): Promise<Positional> {
   };
 }
 
-async function readExactly(f: Positional, buf: Buffer, length: number, position: number): Promise<Buffer> {
+async function readExactly(
+  f: Positional,
+  buf: Buffer,
+  length: number,
+  position: number,
+): Promise<Buffer> {
   let got = 0;
   while (got < length) {
     let n: number;
@@ -468,7 +532,11 @@ async function readExactly(f: Positional, buf: Buffer, length: number, position:
     } catch (cause) {
       throw new BlindfoldError('ERR_IO', `read failed: ${(cause as Error).message}`, { cause });
     }
-    if (n === 0) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk (changed while reading?)');
+    if (n === 0)
+      throw new BlindfoldError(
+        'ERR_TRUNCATED',
+        'file ends before its final chunk (changed while reading?)',
+      );
     got += n;
   }
   return buf.subarray(0, length);
@@ -479,9 +547,15 @@ export async function readFileHeader(file: FileRef): Promise<DecodedHeader> {
   const f = await positional(file);
   try {
     const size = await f.size();
-    const prefix = await readExactly(f, Buffer.alloc(HEADER_PREFIX_SIZE), Math.min(size, HEADER_PREFIX_SIZE), 0);
+    const prefix = await readExactly(
+      f,
+      Buffer.alloc(HEADER_PREFIX_SIZE),
+      Math.min(size, HEADER_PREFIX_SIZE),
+      0,
+    );
     const len = peekHeaderLength(prefix);
-    if (size < len) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
+    if (size < len)
+      throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
     return decodeHeader(await readExactly(f, Buffer.alloc(len), len, 0));
   } finally {
     await f.close();
@@ -512,7 +586,12 @@ export async function decryptRange(
     const n = chunkCount(plainSize);
     const lastIndex = n - 1;
     const lastOff = chunkOffset(lastIndex, header.headerLength);
-    const finalPt = openFinal(key, nonce, await readExactly(f, buf, size - lastOff, lastOff), lastIndex);
+    const finalPt = openFinal(
+      key,
+      nonce,
+      await readExactly(f, buf, size - lastOff, lastOff),
+      lastIndex,
+    );
     const { first, endChunk, skip } = chunksForRange(start, end, plainSize);
     const out = Buffer.allocUnsafe(end - start);
     let o = 0;
@@ -522,7 +601,12 @@ export async function decryptRange(
       if (i === lastIndex) {
         pt = finalPt;
       } else {
-        const sealed = await readExactly(f, buf, SEALED_CHUNK_SIZE, chunkOffset(i, header.headerLength));
+        const sealed = await readExactly(
+          f,
+          buf,
+          SEALED_CHUNK_SIZE,
+          chunkOffset(i, header.headerLength),
+        );
         pt = openChunk(key, nonce, sealed, i, false);
         if (!pt) throw decryptFailed();
       }
@@ -536,7 +620,9 @@ export async function decryptRange(
     return out;
   } catch (e) {
     if (isBlindfoldError(e)) throw e;
-    throw new BlindfoldError('ERR_IO', `cannot read ${String(file)}: ${(e as Error).message}`, { cause: e });
+    throw new BlindfoldError('ERR_IO', `cannot read ${String(file)}: ${(e as Error).message}`, {
+      cause: e,
+    });
   } finally {
     buf.fill(0);
     await f.close();

@@ -59,7 +59,18 @@ export const CHUNK_NONCE_SIZE = 12;
 export const HEADER_PREFIX_SIZE = 12;
 /** A header with an empty keyring, itemData and ticket (not valid: keyring needs ≥ 1 char). */
 export const HEADER_FIXED_SIZE =
-  HEADER_PREFIX_SIZE + 1 + 1 + 2 + 4 + 4 + ITEM_ID_SIZE + 2 + 2 + FILE_NONCE_SIZE + WRAP_NONCE_SIZE + WRAPPED_DEK_SIZE;
+  HEADER_PREFIX_SIZE +
+  1 +
+  1 +
+  2 +
+  4 +
+  4 +
+  ITEM_ID_SIZE +
+  2 +
+  2 +
+  FILE_NONCE_SIZE +
+  WRAP_NONCE_SIZE +
+  WRAPPED_DEK_SIZE;
 export const HEADER_MIN_SIZE = HEADER_FIXED_SIZE + 1;
 export const HEADER_MAX_SIZE = HEADER_FIXED_SIZE + 64 + 0xffff + 0xffff;
 /** Chunk indexes are 11-byte counters; we stop at 2^53 (a 2^69-byte file is not a concern). */
@@ -169,10 +180,14 @@ export function peekHeaderLength(prefix: Uint8Array): number {
     throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
   }
   for (let i = 0; i < MAGIC.length; i++) {
-    if (prefix[i] !== MAGIC[i]) throw decodeError('Blindfold header', 'bad magic (not a Blindfold file)');
+    if (prefix[i] !== MAGIC[i])
+      throw decodeError('Blindfold header', 'bad magic (not a Blindfold file)');
   }
   if (prefix[7] !== FORMAT_VERSION) {
-    throw new BlindfoldError('ERR_UNSUPPORTED_VERSION', `unsupported Blindfold file version ${prefix[7]}`);
+    throw new BlindfoldError(
+      'ERR_UNSUPPORTED_VERSION',
+      `unsupported Blindfold file version ${prefix[7]}`,
+    );
   }
   const len = readU32be(prefix, 8);
   if (len < HEADER_MIN_SIZE || len > HEADER_MAX_SIZE) {
@@ -188,7 +203,8 @@ export function peekHeaderLength(prefix: Uint8Array): number {
  */
 export function decodeHeader(bytes: Uint8Array): DecodedHeader {
   const headerLength = peekHeaderLength(bytes);
-  if (bytes.length < headerLength) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
+  if (bytes.length < headerLength)
+    throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
   const h = bytes.subarray(0, headerLength);
   const bad = (detail: string) => decodeError('Blindfold header', detail);
   let o = HEADER_PREFIX_SIZE;
@@ -231,7 +247,17 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
   o += WRAPPED_DEK_SIZE;
   if (o !== headerLength) throw bad(`${headerLength - o} trailing bytes inside the header length`);
   return {
-    fields: { scheme, mode, keyring, masterVersion, managerKeyVersion, itemId, itemData, ticket, fileNonce },
+    fields: {
+      scheme,
+      mode,
+      keyring,
+      masterVersion,
+      managerKeyVersion,
+      itemId,
+      itemData,
+      ticket,
+      fileNonce,
+    },
     wrap: { wrapNonce, wrappedDek },
     headerLength,
     aad: new Uint8Array(h.subarray(0, aadEnd)),
@@ -256,7 +282,8 @@ export function sealHeader(
   const wrapNonce = rng(WRAP_NONCE_SIZE);
   const aad = headerAad(fields, wrapNonce);
   const wrappedDek = aead.seal(kek, wrapNonce, dek, aad);
-  if (wrappedDek.length !== WRAPPED_DEK_SIZE) throw new BlindfoldError('ERR_INTERNAL', 'AEAD returned a wrong length');
+  if (wrappedDek.length !== WRAPPED_DEK_SIZE)
+    throw new BlindfoldError('ERR_INTERNAL', 'AEAD returned a wrong length');
   return concat(aad, wrappedDek);
 }
 
@@ -279,7 +306,11 @@ export function payloadKey(dek: Uint8Array, fileNonce: Uint8Array): Uint8Array {
  * Chunk nonce = index as 11 bytes big-endian ‖ lastFlag. Writes into `out` when given, so that a
  * streaming loop can reuse one buffer.
  */
-export function chunkNonce(index: number, last: boolean, out: Uint8Array = new Uint8Array(CHUNK_NONCE_SIZE)): Uint8Array {
+export function chunkNonce(
+  index: number,
+  last: boolean,
+  out: Uint8Array = new Uint8Array(CHUNK_NONCE_SIZE),
+): Uint8Array {
   if (!Number.isSafeInteger(index) || index < 0) throw new RangeError('chunk index out of range');
   if (out.length !== CHUNK_NONCE_SIZE) throw new RangeError('chunk nonce buffer must be 12 bytes');
   out.fill(0, 0, 4);
@@ -328,12 +359,14 @@ export function plainSizeFromCiphertext(fileSize: number, headerLen: number): nu
   checkSize(fileSize, 'fileSize');
   checkSize(headerLen, 'headerLen');
   const payload = fileSize - headerLen;
-  if (payload < TAG_SIZE) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
+  if (payload < TAG_SIZE)
+    throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
   const full = Math.floor(payload / SEALED_CHUNK_SIZE);
   const rem = payload % SEALED_CHUNK_SIZE;
   if (rem === 0) return full * CHUNK_SIZE;
   if (rem < TAG_SIZE) throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside a chunk tag');
-  if (rem === TAG_SIZE && full > 0) throw decodeError('Blindfold payload', 'empty final chunk after full chunks');
+  if (rem === TAG_SIZE && full > 0)
+    throw decodeError('Blindfold payload', 'empty final chunk after full chunks');
   if (full + 1 > MAX_CHUNKS) throw decodeError('Blindfold payload', 'too many chunks');
   return full * CHUNK_SIZE + rem - TAG_SIZE;
 }
@@ -350,8 +383,17 @@ export interface ChunkRange {
 /** Which chunks hold plaintext bytes [start, end) of a plaintext of plainSize bytes. */
 export function chunksForRange(start: number, end: number, plainSize: number): ChunkRange {
   checkSize(plainSize, 'plainSize');
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end || end > plainSize) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', `range [${start}, ${end}) outside [0, ${plainSize})`);
+  if (
+    !Number.isSafeInteger(start) ||
+    !Number.isSafeInteger(end) ||
+    start < 0 ||
+    start > end ||
+    end > plainSize
+  ) {
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      `range [${start}, ${end}) outside [0, ${plainSize})`,
+    );
   }
   if (start === end) return { first: 0, endChunk: 0, skip: 0 };
   const first = Math.floor(start / CHUNK_SIZE);
@@ -366,6 +408,7 @@ export function chunkOffset(index: number, headerLen: number): number {
 /** Plaintext length of chunk `index` in a plaintext of plainSize bytes. */
 export function chunkPlainLength(index: number, plainSize: number): number {
   const n = chunkCount(plainSize);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= n) throw new RangeError('chunk index out of range');
+  if (!Number.isSafeInteger(index) || index < 0 || index >= n)
+    throw new RangeError('chunk index out of range');
   return index < n - 1 ? CHUNK_SIZE : plainSize - (n - 1) * CHUNK_SIZE;
 }

@@ -23,7 +23,19 @@
  * expiry is reported as ERR_TICKET_EXPIRED, but only once the MAC has verified: an authentic
  * ticket's expiry is information its holder already has.
  */
-import { concat, equalBytes, fromUtf8, lp16, readU16be, readU32be, readU64be, u8, u32be, u64be, utf8 } from './bytes.ts';
+import {
+  concat,
+  equalBytes,
+  fromUtf8,
+  lp16,
+  readU16be,
+  readU32be,
+  readU64be,
+  u8,
+  u32be,
+  u64be,
+  utf8,
+} from './bytes.ts';
 import { BlindfoldError, decodeError } from './errors.ts';
 import { hmacSha256 } from './hash.ts';
 
@@ -81,7 +93,10 @@ function checkU32(n: unknown, what: string): number {
 
 function checkKey(key: Uint8Array): void {
   if (!(key instanceof Uint8Array) || key.length < TICKET_KEY_MIN_LEN) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', `ticket key must be at least ${TICKET_KEY_MIN_LEN} bytes`);
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      `ticket key must be at least ${TICKET_KEY_MIN_LEN} bytes`,
+    );
   }
 }
 
@@ -95,11 +110,13 @@ export function issueTicket(key: Uint8Array, fields: TicketFields): Uint8Array {
   checkU32(fields.ticketKeyVersion, 'ticketKeyVersion');
   checkU32(fields.keyVersion, 'keyVersion');
   if (!isKeyringId(fields.keyring)) throw arg('keyring');
-  if (!(fields.itemId instanceof Uint8Array) || fields.itemId.length !== TICKET_ITEM_ID_LEN) throw arg('itemId');
+  if (!(fields.itemId instanceof Uint8Array) || fields.itemId.length !== TICKET_ITEM_ID_LEN)
+    throw arg('itemId');
   const { expiresAt } = fields;
   if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) throw arg('expiresAt');
   const binding = fields.bindingHash ?? ZERO_BINDING;
-  if (!(binding instanceof Uint8Array) || binding.length !== TICKET_BINDING_LEN) throw arg('bindingHash');
+  if (!(binding instanceof Uint8Array) || binding.length !== TICKET_BINDING_LEN)
+    throw arg('bindingHash');
   const body = concat(
     u8(TICKET_VERSION),
     u32be(fields.ticketKeyVersion),

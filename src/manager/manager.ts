@@ -418,6 +418,11 @@ export class Manager {
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
     const key = await this.loadApplianceKey(applianceId, k, managerVersion);
     if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+    // X_A is set once: a second setup would let a live appliance swap in Enc(neutral) and, with
+    // the integer schemes, read Q_i in the clear (SPEC.md §5.3).
+    if (key.x !== null) {
+      throw new BlindfoldError('ERR_CONFLICT', 'hom2-opt setup was already completed for this key version');
+    }
     const ct = key.scheme.decodeCiphertext(key.pk, blinded);
     this.groupOps++;
     const x = homMode.optSetup(key.scheme, key.sk, ct);

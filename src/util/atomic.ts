@@ -58,7 +58,11 @@ export function toIoError(e: unknown, action: string, path: string): BlindfoldEr
     return new BlindfoldError('ERR_IO', `no space left on device writing ${path}`, { cause: e });
   }
   const reason = (code && REASONS[code]) ?? (e instanceof Error ? e.message : String(e));
-  return new BlindfoldError('ERR_IO', `cannot ${action} ${path}: ${reason}${code ? ` (${code})` : ''}`, { cause: e });
+  return new BlindfoldError(
+    'ERR_IO',
+    `cannot ${action} ${path}: ${reason}${code ? ` (${code})` : ''}`,
+    { cause: e },
+  );
 }
 
 function tempPathFor(path: string): string {
@@ -139,7 +143,11 @@ async function discard(fh: FileHandle | undefined, tempPath: string): Promise<vo
 }
 
 /** Writes `data` to `path` atomically (see the module comment). */
-export async function writeFileAtomic(path: string, data: Uint8Array | string, opts: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
   const { fh, tempPath } = await openTemp(path, opts.mode ?? 0o600);
   let open_: FileHandle | undefined = fh;
   try {
@@ -159,7 +167,10 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, o
  * Opens a temporary file next to `path` and returns a stream into it. Call commit() to publish the
  * content, or abort() to discard it; until commit() the destination is untouched.
  */
-export async function createAtomicWriteStream(path: string, opts: AtomicWriteOptions = {}): Promise<AtomicWriteStream> {
+export async function createAtomicWriteStream(
+  path: string,
+  opts: AtomicWriteOptions = {},
+): Promise<AtomicWriteStream> {
   const { fh, tempPath } = await openTemp(path, opts.mode ?? 0o600);
   const doSync = opts.fsync ?? true;
   const stream = new FileHandleWritable(fh, path);
