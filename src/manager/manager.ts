@@ -442,13 +442,11 @@ export class Manager {
     if (k.status !== 'enabled') {
       throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
     }
+    // An appliance creates items under the newest manager version it holds a concealment for.
+    // Versions are never retired in this release, so an older one stays valid after a rotation
+    // until the appliance re-conceals (SPEC.md §5.5).
     const managerVersion = input.managerVersion ?? k.managerVersion;
-    if (managerVersion !== k.managerVersion) {
-      throw new BlindfoldError(
-        'ERR_CONFLICT',
-        `new items use the current manager version ${k.managerVersion}; refresh and retry`,
-      );
-    }
+    this.checkManagerVersion(k, managerVersion);
     if (input.masterVersion < 1 || input.masterVersion > k.masterVersion) {
       throw bad(`master version ${input.masterVersion} does not exist for keyring ${k.name}`);
     }

@@ -2,7 +2,8 @@
  * Prime generation through OpenSSL (`crypto.generatePrimeSync`), about five times faster than the
  * pure BigInt generator in src/core/bigint.ts. The integer schemes take it as
  * `generateKeyPair({ generatePrime: nodeGeneratePrime })`; they keep only primes with the two
- * top bits set (OpenSSL sets just the top bit), so n = p·q has exactly the requested size.
+ * top bits set, so n = p·q has exactly the requested size. (OpenSSL's generator sets both top
+ * bits itself today, BN_RAND_TOP_TWO; Node documents only the bit length, so we check.)
  */
 import { generatePrimeSync } from 'node:crypto';
 

@@ -1,0 +1,87 @@
+/**
+ * Child processes of bench/run.ts, one job each (argv[2]); the parent talks to them over stdio.
+ *
+ *   scalarmult <ms>   prints "ready", waits for "go" on stdin, then runs group.ts `mul` for <ms>
+ *                     and prints {ops, ms}. Several at once measure the cores together.
+ *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
+ *                     streams the file through encryptStream / decryptStream, and prints
+ *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes}. maxRSS is the process's peak
+ *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
+ *                     after all imports (node + tsx + libsodium), before the stream starts.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { fromB64u } from '../src/core/bytes.ts';
+import { decryptStream, encryptStream, readHeader } from '../src/appliance/stream.ts';
+import { scalarMultLoop } from './lib.ts';
+
+const baselineMaxRssKiB = process.resourceUsage().maxRSS;
+
+async function readStdinJson<T>(): Promise<T> {
+  const parts: Buffer[] = [];
+  for await (const c of process.stdin) parts.push(c as Buffer);
+  return JSON.parse(Buffer.concat(parts).toString('utf8')) as T;
+}
+
+function waitForGo(): Promise<void> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('go')) {
+        process.stdin.off('data', onData);
+        process.stdin.pause();
+        resolve();
+      }
+    };
+    process.stdin.on('data', onData);
+  });
+}
+
+async function main(): Promise<void> {
+  const job = process.argv[2];
+  if (job === 'scalarmult') {
+    scalarMultLoop(200); // warm-up (WASM tier-up)
+    process.stdout.write('ready\n');
+    await waitForGo();
+    const r = scalarMultLoop(Number(process.argv[3] ?? 2000));
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  if (job === 'encrypt' || job === 'decrypt') {
+    const o = await readStdinJson<{
+      input: string;
+      output: string;
+      header?: string;
+      dek: string;
+      fileNonce?: string;
+    }>();
+    const dek = fromB64u(o.dek);
+    const out = createWriteStream(o.output);
+    const t0 = performance.now();
+    let bytes: number;
+    if (job === 'encrypt') {
+      const r = await encryptStream(createReadStream(o.input, { highWaterMark: 1 << 16 }), out, {
+        header: fromB64u(o.header!),
+        dek,
+        fileNonce: fromB64u(o.fileNonce!),
+      });
+      bytes = r.plainSize;
+    } else {
+      const { header, payload } = await readHeader(
+        createReadStream(o.input, { highWaterMark: 1 << 16 }),
+      );
+      const r = await decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce });
+      bytes = r.plainSize;
+    }
+    const ms = performance.now() - t0;
+    const maxRssKiB = process.resourceUsage().maxRSS;
+    process.stdout.write(`${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes })}\n`);
+    return;
+  }
+  throw new Error(`unknown job ${job}`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,186 @@
+/**
+ * The command line through real processes: `blindfold up` (manager + appliance processes), then
+ * `blindfold encrypt/decrypt` on files of several sizes (100 MB included), byte ranges, and the
+ * failures that must lose nothing: tampered and truncated files, a manager that is down, bad
+ * arguments. Each failure exits non-zero with a stable code and leaves no output file.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
+import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
+
+function run(args: string[], env: NodeJS.ProcessEnv, input?: Buffer) {
+  return new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    p.on('exit', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+    p.stdin.end(input);
+  });
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+const port = 20000 + Math.floor(Math.random() * 20000);
+
+describe('blindfold CLI against `blindfold up` (real processes)', () => {
+  let home: string;
+  let work: string;
+  let up: ChildProcess;
+  let env: NodeJS.ProcessEnv;
+  let upLog = '';
+
+  const startUp = async () => {
+    up = spawn(process.execPath, [BIN, 'up', '--port', String(port), '--local-port', String(port + 1)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    up.stdout!.on('data', (d: Buffer) => {
+      upLog += d.toString();
+    });
+    up.stderr!.on('data', (d: Buffer) => {
+      upLog += d.toString();
+    });
+    for (let i = 0; i < 600 && !upLog.includes('Blindfold is up'); i++) {
+      if (up.exitCode !== null) throw new Error(`up exited: ${upLog}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(upLog, /Blindfold is up/);
+  };
+  const stopUp = async () => {
+    if (up && up.exitCode === null) {
+      const done = new Promise((r) => up.once('exit', r));
+      up.kill('SIGTERM');
+      await done;
+    }
+  };
+
+  before(async () => {
+    home = await tmpDir();
+    work = await tmpDir();
+    env = { ...process.env, BLINDFOLD_HOME: home, BLINDFOLD_LOG: 'warn' };
+    delete env.BLINDFOLD_ROOT_KEY;
+    await startUp();
+  });
+  after(async () => {
+    await stopUp();
+    await cleanup(home, work);
+  });
+
+  test('round trips of 0, 1, 65535, 65536, 65537 bytes and 100 MB; ranges', async () => {
+    for (const size of [0, 1, 65535, 65536, 65537]) {
+      const f = join(work, `f${size}`);
+      const data = randomBytes(size);
+      await writeFile(f, data);
+      const e = await run(['encrypt', f], env);
+      assert.equal(e.code, 0, e.stderr);
+      const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], env);
+      assert.equal(d.code, 0, d.stderr);
+      assert.deepEqual(await readFile(`${f}.out`), data);
+    }
+    const big = join(work, 'big');
+    const chunk = randomBytes(1 << 20);
+    await writeFile(big, Buffer.concat(Array.from({ length: 100 }, () => chunk)));
+    assert.equal((await run(['encrypt', big], env)).code, 0);
+    // 1600 chunks of 64 KiB, each with a 16-byte tag, after a header of a few hundred bytes.
+    const headerLen = (await stat(`${big}.bf`)).size - 100 * (1 << 20) - 1600 * 16;
+    assert.ok(headerLen >= 120 && headerLen < 2000, `header length ${headerLen}`);
+    const d = await run(['decrypt', `${big}.bf`, '-o', `${big}.out`], env);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(await sha256File(`${big}.out`), await sha256File(big));
+    const r = await run(['decrypt', `${big}.bf`, '--range', '70000000:70000100', '-o', '-'], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout, chunk.subarray(70000000 % (1 << 20), (70000000 % (1 << 20)) + 100));
+  });
+
+  test('stdin to stdout', async () => {
+    const data = randomBytes(200000);
+    const e = await run(['encrypt', '-', '-o', '-'], env, data);
+    assert.equal(e.code, 0, e.stderr);
+    const d = await run(['decrypt', '-', '-o', '-'], env, e.stdout);
+    assert.equal(d.code, 0, d.stderr);
+    assert.deepEqual(d.stdout, data);
+  });
+
+  test('tampered, truncated and appended files fail with a stable code and leave no output', async () => {
+    const f = join(work, 'victim');
+    await writeFile(f, randomBytes(300000));
+    assert.equal((await run(['encrypt', f], env)).code, 0);
+    const good = await readFile(`${f}.bf`);
+    const cases: [string, Buffer, RegExp][] = [
+      ['chunk byte flipped', Buffer.from(good).fill(good[good.length - 100]! ^ 1, good.length - 100, good.length - 99), /ERR_DECRYPT/],
+      ['header byte flipped', Buffer.from(good).fill(good[60]! ^ 1, 60, 61), /ERR_(DECRYPT|TICKET_INVALID|DECODE)/],
+      ['truncated at a chunk boundary', good.subarray(0, good.length - (300000 % 65536) - 16), /ERR_TRUNCATED/],
+      ['truncated mid-chunk', good.subarray(0, good.length - 7), /ERR_(DECRYPT|TRUNCATED)/],
+      ['appended bytes', Buffer.concat([good, Buffer.alloc(20)]), /ERR_DECRYPT/],
+      ['not a Blindfold file', Buffer.from('hello world, this is plain text'), /ERR_DECODE/],
+    ];
+    for (const [name, bytes, code] of cases) {
+      const p = join(work, 'bad.bf');
+      await writeFile(p, bytes);
+      const out = join(work, 'bad.out');
+      const r = await run(['decrypt', p, '-o', out], env);
+      assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, code, name);
+      assert.doesNotMatch(r.stderr, /ERR_INTERNAL|at .*\.ts/, `${name}: no stack trace`);
+      assert.equal(existsSync(out), false, `${name}: no output file`);
+    }
+  });
+
+  test('bad arguments get a usage error (exit 2), --help works everywhere', async () => {
+    for (const args of [['encrypt'], ['decrypt', 'a', 'b'], ['frobnicate'], ['decrypt', 'x.bf', '--range', '5:2']]) {
+      const r = await run(args, env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /ERR_INVALID_ARGUMENT/);
+    }
+    for (const args of [['--help'], ['up', '--help'], ['encrypt', '--help'], ['decrypt', '--help'], ['manager', '--help'], ['keys', 'rotate', '--help'], ['audit', 'verify', '--help'], ['appliance', 'init', '--help']]) {
+      const r = await run(args, env);
+      assert.equal(r.code, 0, args.join(' '));
+      assert.match(r.stdout.toString(), /Usage|blindfold/);
+    }
+    const r = await run(['encrypt', join(work, 'does-not-exist')], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /ERR_IO.*no such file/);
+  });
+
+  test('status, key rotation, audit verify; restart keeps all data; manager down is a clear error', async () => {
+    const f = join(work, 'keep');
+    const data = randomBytes(5000);
+    await writeFile(f, data);
+    assert.equal((await run(['encrypt', f], env)).code, 0);
+    const s = await run(['status'], env);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout.toString(), /"manager": "reachable"/);
+    const rot = await run(['keys', 'rotate'], env);
+    assert.equal(rot.code, 0, rot.stderr);
+    assert.match(rot.stderr, /manager key version 2/);
+    const v = await run(['audit', 'verify'], env);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout.toString(), /audit chain valid/);
+
+    await stopUp();
+    const down = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], env);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /ERR_UNAVAILABLE/);
+    assert.equal(existsSync(`${f}.out`), false);
+
+    upLog = '';
+    await startUp();
+    const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], env);
+    assert.equal(d.code, 0, d.stderr);
+    assert.deepEqual(await readFile(`${f}.out`), data);
+  });
+});
