@@ -10,8 +10,8 @@
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { fromB64u } from '../src/core/bytes.ts';
 import { decryptStream, encryptStream, readHeader } from '../src/appliance/stream.ts';
+import { fromB64u } from '../src/core/bytes.ts';
 import { scalarMultLoop } from './lib.ts';
 
 const baselineMaxRssKiB = process.resourceUsage().maxRSS;
