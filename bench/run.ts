@@ -29,7 +29,7 @@ import {
   randomBytes,
   randomFillSync,
 } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -96,6 +96,32 @@ const dirs: string[] = [];
 let manager: ManagerProcess | undefined;
 let appliance: Appliance | undefined;
 
+/**
+ * Our own direct node child processes still alive (Linux /proc: ppid == our pid). Catches a manager
+ * that an interrupted startManagerProcess spawned but had not yet handed back to us.
+ */
+function strayChildPids(): number[] {
+  const pids: number[] = [];
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        if (Number(f[1]) !== process.pid || f[0] === 'Z') continue;
+        // Only the node processes we spawn (manager, bench/child.ts), not e.g. tsx's esbuild service.
+        const argv0 = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')[0];
+        if (argv0 === process.execPath) pids.push(Number(d));
+      } catch {
+        // the process ended meanwhile
+      }
+    }
+  } catch {
+    // no /proc: only the tracked processes are stopped
+  }
+  return pids;
+}
+
 async function releaseAll(): Promise<void> {
   appliance?.close();
   appliance = undefined;
@@ -108,6 +134,15 @@ async function releaseAll(): Promise<void> {
     await m.stop();
     clearTimeout(timer);
   }
+  // Child processes we started but do not hold a handle on (see strayChildPids): TERM, then KILL.
+  let stray = strayChildPids();
+  for (const pid of stray) process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && stray.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    stray = strayChildPids();
+  }
+  for (const pid of stray) process.kill(pid, 'SIGKILL');
+  // Only now: a manager still starting up could otherwise re-create its home after the rm.
   await cleanup(...dirs.splice(0));
 }
 
@@ -215,6 +250,34 @@ function procCpuMs(pid: number | undefined): number {
   }
 }
 
+/** Jiffies of the whole machine from /proc/stat: busy (user+nice+system+irq+softirq), steal, total. */
+function machineJiffies(): { busy: number; steal: number; total: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] =
+      f;
+    const busy = user + nice + system + irq + softirq;
+    return { busy, steal, total: busy + idle + iowait + steal };
+  } catch {
+    return { busy: Number.NaN, steal: Number.NaN, total: Number.NaN };
+  }
+}
+
+/** CPU use of the whole machine between two samples, in % of ONE core (like the per-process figures). */
+function machineCpuPct(a: ReturnType<typeof machineJiffies>, b: ReturnType<typeof machineJiffies>) {
+  const dt = b.total - a.total;
+  const cores = os.availableParallelism();
+  return {
+    busyPct: ((b.busy - a.busy) / dt) * cores * 100,
+    stealPct: ((b.steal - a.steal) / dt) * cores * 100,
+  };
+}
+
 function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -239,6 +302,10 @@ interface LoadPoint {
   p99ms: number;
   benchCpuPct: number;
   managerCpuPct: number;
+  /** Whole machine, % of one core; othersCpuPct = machine − bench − manager (other processes). */
+  machineCpuPct: number;
+  othersCpuPct: number;
+  stealPct: number;
 }
 
 async function makeItems(a: Appliance, keyring: string, n: number): Promise<Item[]> {
@@ -266,6 +333,7 @@ async function load(
   const lat: number[] = [];
   const cpu0 = selfCpuMs();
   const mgr0 = procCpuMs(manager?.proc.pid);
+  const j0 = machineJiffies();
   const t0 = performance.now();
   const end = t0 + ms;
   const worker = async () => {
@@ -283,6 +351,9 @@ async function load(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const wall = performance.now() - t0;
+  const mc = machineCpuPct(j0, machineJiffies());
+  const benchCpuPct = ((selfCpuMs() - cpu0) / wall) * 100;
+  const managerCpuPct = ((procCpuMs(manager?.proc.pid) - mgr0) / wall) * 100;
   lat.sort((x, y) => x - y);
   return {
     concurrency,
@@ -293,8 +364,11 @@ async function load(
     perSecond: (lat.length / wall) * 1000,
     p50ms: quantile(lat, 0.5),
     p99ms: quantile(lat, 0.99),
-    benchCpuPct: ((selfCpuMs() - cpu0) / wall) * 100,
-    managerCpuPct: ((procCpuMs(manager?.proc.pid) - mgr0) / wall) * 100,
+    benchCpuPct,
+    managerCpuPct,
+    machineCpuPct: mc.busyPct,
+    othersCpuPct: Math.max(0, mc.busyPct - benchCpuPct - managerCpuPct),
+    stealPct: mc.stealPct,
   };
 }
 
@@ -376,8 +450,10 @@ async function main(): Promise<void> {
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     memGiB: Math.round(os.totalmem() / 2 ** 30),
   };
+  const load0 = os.loadavg();
   const report: Record<string, unknown> = {
     date,
+    loadAverageAtStart: load0,
     mode: FULL ? 'full' : 'default',
     machine,
     config: CFG,
@@ -394,6 +470,12 @@ async function main(): Promise<void> {
   console.log(
     `  run      ${FULL ? '--full' : 'default (short; --full for 1 GB files and 10 s points)'}: ${CFG.pointMs / 1000} s per load point, ${CFG.fileMB} MB files`,
   );
+  console.log(`  load     ${load0.map((x) => x.toFixed(2)).join(' ')} (1/5/15 min) at start`);
+  if (load0[0]! > cores * 0.5) {
+    console.log(
+      `  WARNING  the machine is busy (load ${load0[0]!.toFixed(1)} on ${cores} cores): other processes compete for the CPU, so every figure is low and noisy, and ratios only partly cancel it (the load changes during the run).`,
+    );
+  }
   console.log('');
 
   // 1. Raw limit ---------------------------------------------------------------------------------
@@ -469,7 +551,7 @@ async function main(): Promise<void> {
         `${fmt(p.perSecond)} rec/s  p50 ${fmt(p.p50ms, 2)} ms  p99 ${fmt(p.p99ms, 2)} ms`,
         `${fmt(smultN)} mult/s`,
         `${fmt(p.perSecond / smultN, 4)} (1/${fmt(smultN / p.perSecond, 1)})`,
-        `cpu: bench ${fmt(p.benchCpuPct)}%, manager ${fmt(p.managerCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
+        `cpu: bench ${fmt(p.benchCpuPct)}%, manager ${fmt(p.managerCpuPct)}%, other processes ${fmt(p.othersCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
       );
     }
   }
@@ -579,14 +661,21 @@ async function main(): Promise<void> {
   ] as const) {
     line(
       `  ${what} (child process)`,
-      `peak RSS ${fmt(mb(r.maxRssKiB), 1)} MB (+${fmt(mb(r.maxRssKiB - r.baselineMaxRssKiB), 1)} over start)`,
-      `file ${fmt(size / 2 ** 20)} MiB`,
-      fmt(mb(r.maxRssKiB) / (size / 2 ** 20), 4),
-      `baseline ${fmt(mb(r.baselineMaxRssKiB), 1)} MB (node+tsx+libsodium), ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
+      `peak RSS ${fmt(mb(r.maxRssKiB), 1)} MB (+${fmt(mb(r.maxRssKiB - r.baselineMaxRssKiB), 1)} MB)`,
+      `${fmt(mb(r.baselineMaxRssKiB), 1)} MB at start`,
+      fmt(r.maxRssKiB / r.baselineMaxRssKiB, 2),
+      `start = node+tsx+libsodium loaded; file ${fmt(size / 2 ** 20)} MiB; ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
     );
   }
   console.log('');
 
+  report.loadAverageAtEnd = os.loadavg();
+  console.log(
+    `load at end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (1/5/15 min)`,
+  );
   await mkdir(dirname(OUT), { recursive: true });
   await writeFile(OUT, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`report: ${OUT}`);

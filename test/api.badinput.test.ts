@@ -110,19 +110,44 @@ describe('manager API: bad input is refused with a stable code', () => {
     const cases: [string, string | undefined, number, string][] = [
       ['malformed JSON', '{"keyring": ', 400, 'ERR_INVALID_ARGUMENT'],
       ['empty body', '', 400, 'ERR_INVALID_ARGUMENT'],
-      ['wrong item id length', recoverBody({ itemId: toB64u(new Uint8Array(15)) }), 400, 'ERR_INVALID_ARGUMENT'],
+      [
+        'wrong item id length',
+        recoverBody({ itemId: toB64u(new Uint8Array(15)) }),
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
       ['not base64url', recoverBody({ ticket: 'a+b/c=' }), 400, 'ERR_INVALID_ARGUMENT'],
       ['unknown field', recoverBody({ extra: 1 }), 400, 'ERR_INVALID_ARGUMENT'],
       ['identity points', recoverBody({ blinded: idPoint }), 400, 'ERR_IDENTITY'],
       ['non-canonical points', recoverBody({ blinded: nonCanonical }), 400, 'ERR_DECODE'],
-      ['short ciphertext', recoverBody({ blinded: toB64u(new Uint8Array(63).fill(1)) }), 400, 'ERR_DECODE'],
+      [
+        'short ciphertext',
+        recoverBody({ blinded: toB64u(new Uint8Array(63).fill(1)) }),
+        400,
+        'ERR_DECODE',
+      ],
       ['unknown manager version', recoverBody({ managerVersion: 9 }), 404, 'ERR_NOT_FOUND'],
       ['unknown keyring', recoverBody({ keyring: 'nope' }), 404, 'ERR_NOT_FOUND'],
       ['forged ticket', recoverBody({ ticket: toB64u(forged) }), 403, 'ERR_TICKET_INVALID'],
-      ['ticket of another item', recoverBody({ ticket: toB64u(other.fields.ticket) }), 403, 'ERR_TICKET_INVALID'],
+      [
+        'ticket of another item',
+        recoverBody({ ticket: toB64u(other.fields.ticket) }),
+        403,
+        'ERR_TICKET_INVALID',
+      ],
       ['missing ticket', recoverBody({ ticket: undefined }), 400, 'ERR_INVALID_ARGUMENT'],
-      ['truncated ticket', recoverBody({ ticket: toB64u(item.fields.ticket.subarray(0, 20)) }), 400, 'ERR_DECODE'],
-      ['other entropy', recoverBody({ entropy: toB64u(new Uint8Array(16)) }), 403, 'ERR_TICKET_INVALID'],
+      [
+        'truncated ticket',
+        recoverBody({ ticket: toB64u(item.fields.ticket.subarray(0, 20)) }),
+        400,
+        'ERR_DECODE',
+      ],
+      [
+        'other entropy',
+        recoverBody({ entropy: toB64u(new Uint8Array(16)) }),
+        403,
+        'ERR_TICKET_INVALID',
+      ],
     ];
     for (const [name, body, status, code] of cases) {
       const r = await raw(m, 'POST', '/v1/recover', body, asA());
@@ -158,13 +183,27 @@ describe('manager API: bad input is refused with a stable code', () => {
     assert.equal(r.status, 401);
     r = await raw(m, 'GET', '/v1/keyrings', undefined, { token: 'bf-op-wrong' });
     assert.equal(r.status, 401);
-    r = await raw(m, 'POST', '/v1/appliances/enroll', JSON.stringify({ token: 'bf-enroll-x', name: 'z', publicKey: toB64u(generateIdentity().spkiDer) }));
+    r = await raw(
+      m,
+      'POST',
+      '/v1/appliances/enroll',
+      JSON.stringify({
+        token: 'bf-enroll-x',
+        name: 'z',
+        publicKey: toB64u(generateIdentity().spkiDer),
+      }),
+    );
     assert.equal(r.status, 401);
     assert.equal(r.body.error?.code, 'ERR_UNAUTHENTICATED');
     // Revoke b: its certificate is refused from now on, before any work.
-    r = await raw(m, 'POST', `/v1/appliances/${b.id}/revoke`, undefined, { token: m.operatorToken });
+    r = await raw(m, 'POST', `/v1/appliances/${b.id}/revoke`, undefined, {
+      token: m.operatorToken,
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    r = await raw(m, 'POST', '/v1/recover', recoverBody(), { cert: b.state.certificatePem, key: b.state.identityKeyPem });
+    r = await raw(m, 'POST', '/v1/recover', recoverBody(), {
+      cert: b.state.certificatePem,
+      key: b.state.identityKeyPem,
+    });
     assert.equal(r.status, 403);
     assert.equal(r.body.error?.code, 'ERR_REVOKED');
   });
@@ -172,10 +211,34 @@ describe('manager API: bad input is refused with a stable code', () => {
   test('operator routes: bad keyring input', async () => {
     const op = { token: m.operatorToken };
     const cases: [string, string, string, number, string][] = [
-      ['POST', '/v1/keyrings', JSON.stringify({ name: 'Bad Name', mode: 'hom2' }), 400, 'ERR_INVALID_ARGUMENT'],
-      ['POST', '/v1/keyrings', JSON.stringify({ name: 'x', mode: 'hom9' }), 400, 'ERR_UNSUPPORTED_SCHEME'],
-      ['POST', '/v1/keyrings', JSON.stringify({ name: 'x', mode: 'hom2', scheme: 'dsa' }), 400, 'ERR_UNSUPPORTED_SCHEME'],
-      ['POST', '/v1/keyrings', JSON.stringify({ name: 'default', mode: 'hom2' }), 409, 'ERR_CONFLICT'],
+      [
+        'POST',
+        '/v1/keyrings',
+        JSON.stringify({ name: 'Bad Name', mode: 'hom2' }),
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
+      [
+        'POST',
+        '/v1/keyrings',
+        JSON.stringify({ name: 'x', mode: 'hom9' }),
+        400,
+        'ERR_UNSUPPORTED_SCHEME',
+      ],
+      [
+        'POST',
+        '/v1/keyrings',
+        JSON.stringify({ name: 'x', mode: 'hom2', scheme: 'dsa' }),
+        400,
+        'ERR_UNSUPPORTED_SCHEME',
+      ],
+      [
+        'POST',
+        '/v1/keyrings',
+        JSON.stringify({ name: 'default', mode: 'hom2' }),
+        409,
+        'ERR_CONFLICT',
+      ],
       ['GET', '/v1/keyrings/none', '', 404, 'ERR_NOT_FOUND'],
       ['POST', '/v1/appliances/ap-0000000000000000/revoke', '', 404, 'ERR_NOT_FOUND'],
       ['GET', '/v1/audit?limit=abc', '', 400, 'ERR_INVALID_ARGUMENT'],

@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createHash } from 'node:crypto';
 import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
 
 function run(args: string[], env: NodeJS.ProcessEnv, input?: Buffer) {
@@ -44,10 +43,14 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
   let upLog = '';
 
   const startUp = async () => {
-    up = spawn(process.execPath, [BIN, 'up', '--port', String(port), '--local-port', String(port + 1)], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    up = spawn(
+      process.execPath,
+      [BIN, 'up', '--port', String(port), '--local-port', String(port + 1)],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     up.stdout!.on('data', (d: Buffer) => {
       upLog += d.toString();
     });
@@ -121,9 +124,21 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     assert.equal((await run(['encrypt', f], env)).code, 0);
     const good = await readFile(`${f}.bf`);
     const cases: [string, Buffer, RegExp][] = [
-      ['chunk byte flipped', Buffer.from(good).fill(good[good.length - 100]! ^ 1, good.length - 100, good.length - 99), /ERR_DECRYPT/],
-      ['header byte flipped', Buffer.from(good).fill(good[60]! ^ 1, 60, 61), /ERR_(DECRYPT|TICKET_INVALID|DECODE)/],
-      ['truncated at a chunk boundary', good.subarray(0, good.length - (300000 % 65536) - 16), /ERR_TRUNCATED/],
+      [
+        'chunk byte flipped',
+        Buffer.from(good).fill(good[good.length - 100]! ^ 1, good.length - 100, good.length - 99),
+        /ERR_DECRYPT/,
+      ],
+      [
+        'header byte flipped',
+        Buffer.from(good).fill(good[60]! ^ 1, 60, 61),
+        /ERR_(DECRYPT|TICKET_INVALID|DECODE)/,
+      ],
+      [
+        'truncated at a chunk boundary',
+        good.subarray(0, good.length - (300000 % 65536) - 16),
+        /ERR_TRUNCATED/,
+      ],
       ['truncated mid-chunk', good.subarray(0, good.length - 7), /ERR_(DECRYPT|TRUNCATED)/],
       ['appended bytes', Buffer.concat([good, Buffer.alloc(20)]), /ERR_DECRYPT/],
       ['not a Blindfold file', Buffer.from('hello world, this is plain text'), /ERR_DECODE/],
@@ -141,12 +156,26 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
   });
 
   test('bad arguments get a usage error (exit 2), --help works everywhere', async () => {
-    for (const args of [['encrypt'], ['decrypt', 'a', 'b'], ['frobnicate'], ['decrypt', 'x.bf', '--range', '5:2']]) {
+    for (const args of [
+      ['encrypt'],
+      ['decrypt', 'a', 'b'],
+      ['frobnicate'],
+      ['decrypt', 'x.bf', '--range', '5:2'],
+    ]) {
       const r = await run(args, env);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /ERR_INVALID_ARGUMENT/);
     }
-    for (const args of [['--help'], ['up', '--help'], ['encrypt', '--help'], ['decrypt', '--help'], ['manager', '--help'], ['keys', 'rotate', '--help'], ['audit', 'verify', '--help'], ['appliance', 'init', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['up', '--help'],
+      ['encrypt', '--help'],
+      ['decrypt', '--help'],
+      ['manager', '--help'],
+      ['keys', 'rotate', '--help'],
+      ['audit', 'verify', '--help'],
+      ['appliance', 'init', '--help'],
+    ]) {
       const r = await run(args, env);
       assert.equal(r.code, 0, args.join(' '));
       assert.match(r.stdout.toString(), /Usage|blindfold/);

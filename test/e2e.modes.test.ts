@@ -8,7 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { Appliance } from '../src/appliance/appliance.ts';
-import { decryptStream, encryptStream, readHeader, sealFileHeader, unwrapDek } from '../src/appliance/stream.ts';
+import {
+  decryptStream,
+  encryptStream,
+  readHeader,
+  sealFileHeader,
+  unwrapDek,
+} from '../src/appliance/stream.ts';
 import { freshFileSecrets } from '../src/core/format.ts';
 import {
   cleanup,
@@ -96,7 +102,10 @@ describe('2-location modes end to end (real manager process, mTLS)', () => {
       }
       // An appliance that holds no master key for this keyring cannot open its files.
       const file = await encrypt(a, keyring, randomBytes(10));
-      await assert.rejects(decrypt(b, file), (e: Error & { code?: string }) => e.code === 'ERR_NOT_FOUND');
+      await assert.rejects(
+        decrypt(b, file),
+        (e: Error & { code?: string }) => e.code === 'ERR_NOT_FOUND',
+      );
     });
   }
 });

@@ -137,7 +137,8 @@ describe('threat model, 2-location modes', () => {
     }
     assert.ok(data.length > 100000);
     const needles = [masterBytes, ...secrets, ...keks].flatMap(encodingsOf);
-    for (const n of needles) assert.equal(hasBytes(data, n), false, 'heap snapshot holds key bytes');
+    for (const n of needles)
+      assert.equal(hasBytes(data, n), false, 'heap snapshot holds key bytes');
     // V8 snapshots omit ArrayBuffer contents: scan the process's whole memory image as well.
     const hits = await scanProcessMemory(m.proc.pid!, [masterBytes, ...secrets, ...keks]);
     assert.equal(hits, 0, 'manager memory holds key bytes');
@@ -156,7 +157,12 @@ describe('threat model, 2-location modes', () => {
   test('T4: two requests for the same item carry unrelated blinded values', async () => {
     const seen: string[] = [];
     const orig = a.client.request.bind(a.client);
-    a.client.request = (async (method: string, path: string, body?: unknown, o?: { idempotent?: boolean }) => {
+    a.client.request = (async (
+      method: string,
+      path: string,
+      body?: unknown,
+      o?: { idempotent?: boolean },
+    ) => {
       if (path === '/v1/recover') seen.push((body as { blinded: string }).blinded);
       return orig(method, path, body, o);
     }) as typeof a.client.request;
@@ -183,7 +189,10 @@ describe('threat model, 2-location modes', () => {
     const before = await groupOps(m);
     for (const ticket of [forged, items[2]!.fields.ticket /* another item's ticket */]) {
       const header = { fields: { ...it.fields, ticket, fileNonce: new Uint8Array(16) } };
-      await assert.rejects(a.openItem(header as never), (e: Error & { code?: string }) => e.code === 'ERR_TICKET_INVALID');
+      await assert.rejects(
+        a.openItem(header as never),
+        (e: Error & { code?: string }) => e.code === 'ERR_TICKET_INVALID',
+      );
     }
     assert.equal(await groupOps(m), before, 'no group operation for refused requests');
     const header = { fields: { ...it.fields, fileNonce: new Uint8Array(16) } };
@@ -209,16 +218,25 @@ describe('threat model, 2-location modes', () => {
       await cp(adir, copy, { recursive: true });
       const state = await loadState(copy);
       // The thief's machine cannot reach the manager (here: nothing listens on that port).
-      const thief = new Appliance({ dir: copy, state: { ...state, managerUrl: 'https://127.0.0.1:9' } });
+      const thief = new Appliance({
+        dir: copy,
+        state: { ...state, managerUrl: 'https://127.0.0.1:9' },
+      });
       const header = { fields: { ...items[0]!.fields, fileNonce: new Uint8Array(16) } };
-      await assert.rejects(thief.openItem(header as never), (e: Error & { code?: string }) => e.code === 'ERR_UNAVAILABLE');
+      await assert.rejects(
+        thief.openItem(header as never),
+        (e: Error & { code?: string }) => e.code === 'ERR_UNAVAILABLE',
+      );
       thief.close();
       // A manager with the stolen manager's database but a different root key is no help either
       // (previous test); and another manager does not know this appliance at all:
       const otherHome = await tmpDir();
       const other = await startManagerProcess({ home: otherHome, rootKey: newRootKey() });
       try {
-        const thief2 = new Appliance({ dir: copy, state: { ...state, managerUrl: other.url, caPem: other.caPem } });
+        const thief2 = new Appliance({
+          dir: copy,
+          state: { ...state, managerUrl: other.url, caPem: other.caPem },
+        });
         await assert.rejects(thief2.openItem(header as never), (e: Error & { code?: string }) =>
           ['ERR_UNAVAILABLE', 'ERR_UNAUTHENTICATED'].includes(e.code ?? ''),
         );
@@ -245,7 +263,10 @@ describe('threat model, 2-location modes', () => {
       const sk = ec.decodeSecretKey(sealer.open(`appliance/${a.id}/default/v1`, rec.sealedSecret));
       const st = await loadState(adir);
       const pk = ec.publicKeyOf(sk);
-      const m = ec.decrypt(sk, ec.decodeCiphertext(pk, fromB64u(st.keyrings.default!.concealments[0]!.concealed)));
+      const m = ec.decrypt(
+        sk,
+        ec.decodeCiphertext(pk, fromB64u(st.keyrings.default!.concealments[0]!.concealed)),
+      );
       assert.equal(toB64u(ec.encodePlaintext(pk, m)), toB64u(masterBytes));
     } finally {
       await store.close();

@@ -146,6 +146,22 @@ describe('round trips', () => {
     assert.deepEqual(out, plain);
   });
 
+  test('a plain array of buffers works as input to encryptStream and readHeader', async () => {
+    const plain = randomBytes(CHUNK_SIZE + 3);
+    const { dek, fileNonce } = freshFileSecrets();
+    const header = sealFileHeader({ ...baseFields, fileNonce }, kek, dek);
+    const sink = new Sink();
+    await encryptStream([plain.subarray(0, 5), plain.subarray(5)], sink, {
+      header,
+      dek,
+      fileNonce,
+    });
+    const { header: h, payload } = await readHeader([sink.bytes]);
+    const out = new Sink();
+    await decryptStream(payload, out, { dek: unwrapDek(h, kek), fileNonce: h.fields.fileNonce });
+    assert.deepEqual(out.bytes, plain);
+  });
+
   test('a Readable input, and strings are refused', async () => {
     const { Readable } = await import('node:stream');
     const plain = randomBytes(100_000);

@@ -11,15 +11,24 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
-import { decodeHeader, type DecodedHeader, type HeaderFields } from '../core/format.ts';
+import { type DecodedHeader, decodeHeader, type HeaderFields } from '../core/format.ts';
 import { getSplitOperator } from '../core/operators.ts';
-import { homMode, type ItemRef, isMode, itemKek, MODE_CODES, type Mode, splitMode } from '../core/protocol.ts';
+import {
+  homMode,
+  type ItemRef,
+  isMode,
+  itemKek,
+  MODE_CODES,
+  type Mode,
+  splitMode,
+} from '../core/protocol.ts';
 import { seededRng } from '../core/random.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import { SCHEME_CODES, type SchemeId } from '../core/schemes/scheme.ts';
 
 /** Split-operator codes in the header's scheme byte (SPEC.md §6.1). */
 export const SPLIT_CODES = { xor: 0x11, 'add-p': 0x12, 'mul-p': 0x13 } as const;
+
 import { keyStatement } from '../manager/manager.ts';
 import { generateIdentity } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -73,7 +82,10 @@ export async function loadState(dir: string): Promise<ApplianceState> {
     throw new BlindfoldError('ERR_DECODE', `${join(dir, STATE_FILE)} is not valid JSON`, { cause });
   }
   if (s.format !== 1) {
-    throw new BlindfoldError('ERR_UNSUPPORTED_VERSION', `unknown appliance state format ${s.format}`);
+    throw new BlindfoldError(
+      'ERR_UNSUPPORTED_VERSION',
+      `unknown appliance state format ${s.format}`,
+    );
   }
   return s;
 }
@@ -94,11 +106,15 @@ export async function enrollAppliance(o: {
   const id = generateIdentity();
   const client = createJsonClient({ baseUrl: o.managerUrl, caPem: o.caPem });
   try {
-    const out = await client.request<{ applianceId: string; certificatePem: string; caPem: string }>(
-      'POST',
-      '/v1/appliances/enroll',
-      { token: o.token, name: o.name, publicKey: toB64u(id.spkiDer) },
-    );
+    const out = await client.request<{
+      applianceId: string;
+      certificatePem: string;
+      caPem: string;
+    }>('POST', '/v1/appliances/enroll', {
+      token: o.token,
+      name: o.name,
+      publicKey: toB64u(id.spkiDer),
+    });
     const state: ApplianceState = {
       format: 1,
       applianceId: out.applianceId,
@@ -152,7 +168,10 @@ export class Appliance {
   readonly client: JsonClient;
   state: ApplianceState;
   private readonly dir: string;
-  private readonly decoded = new Map<string, { pk: unknown; concealed: unknown; blind?: unknown }>();
+  private readonly decoded = new Map<
+    string,
+    { pk: unknown; concealed: unknown; blind?: unknown }
+  >();
 
   constructor(private readonly o: ApplianceOptions) {
     this.state = o.state;
@@ -194,14 +213,23 @@ export class Appliance {
    */
   async initKeyring(keyring: string, opts: { importKey?: Uint8Array } = {}): Promise<void> {
     const info = await this.client.request<KeyringInfo>('GET', `/v1/keyrings/${keyring}/current`);
-    if (!isMode(info.mode)) throw new BlindfoldError('ERR_UNSUPPORTED_SCHEME', `unknown mode ${info.mode}`);
+    if (!isMode(info.mode))
+      throw new BlindfoldError('ERR_UNSUPPORTED_SCHEME', `unknown mode ${info.mode}`);
     const existing = this.state.keyrings[keyring];
     const masterVersion = existing ? info.masterVersion + 1 : info.masterVersion;
     if (existing) {
       // A new master version: tell the manager first (compare-and-swap), then conceal.
-      await this.client.request('POST', `/v1/keyrings/${keyring}/master`, { expected: info.masterVersion });
+      await this.client.request('POST', `/v1/keyrings/${keyring}/master`, {
+        expected: info.masterVersion,
+      });
     }
-    const c = await this.concealNewMaster(keyring, info, masterVersion, info.managerVersion, opts.importKey);
+    const c = await this.concealNewMaster(
+      keyring,
+      info,
+      masterVersion,
+      info.managerVersion,
+      opts.importKey,
+    );
     const ks: KeyringState = existing ?? { mode: info.mode, scheme: info.scheme, concealments: [] };
     ks.concealments.push(c);
     this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
@@ -274,7 +302,9 @@ export class Appliance {
         (masterVersion === undefined || c.masterVersion === masterVersion) &&
         (managerVersion === undefined || c.managerVersion === managerVersion),
     );
-    const c = list.sort((a, b) => b.masterVersion - a.masterVersion || b.managerVersion - a.managerVersion)[0];
+    const c = list.sort(
+      (a, b) => b.masterVersion - a.masterVersion || b.managerVersion - a.managerVersion,
+    )[0];
     if (!c) {
       throw new BlindfoldError(
         'ERR_NOT_FOUND',
@@ -313,12 +343,12 @@ export class Appliance {
     if (opts.ttlSeconds) body.ttlSeconds = opts.ttlSeconds;
     const prepared = this.prepare(ks, c);
     if (prepared.blinded) body.blinded = prepared.blinded;
-    const out = await this.client.request<{ itemId: string; managerVersion: number; ticket: string; answer: string }>(
-      'POST',
-      '/v1/items',
-      body,
-      { idempotent: true },
-    );
+    const out = await this.client.request<{
+      itemId: string;
+      managerVersion: number;
+      ticket: string;
+      answer: string;
+    }>('POST', '/v1/items', body, { idempotent: true });
     const itemId = fromB64u(out.itemId, 'itemId');
     const ref: ItemRef = {
       keyring,
@@ -349,7 +379,10 @@ export class Appliance {
     const f = h.fields;
     const { ks, c } = this.concealment(f.keyring, f.masterVersion, f.managerKeyVersion);
     if (f.mode !== MODE_CODES[ks.mode] || f.scheme !== this.schemeCode(ks)) {
-      throw new BlindfoldError('ERR_DECODE', 'the header names a mode or scheme this keyring does not use');
+      throw new BlindfoldError(
+        'ERR_DECODE',
+        'the header names a mode or scheme this keyring does not use',
+      );
     }
     const prepared = this.prepare(ks, c);
     const body: Record<string, unknown> = {

@@ -21,7 +21,12 @@ export interface ClientOptions {
 }
 
 export interface JsonClient {
-  request<T>(method: string, path: string, body?: unknown, opts?: { idempotent?: boolean }): Promise<T>;
+  request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts?: { idempotent?: boolean },
+  ): Promise<T>;
   close(): void;
   readonly baseUrl: string;
 }
@@ -74,9 +79,13 @@ export function createJsonClient(o: ClientOptions): JsonClient {
               json = text ? JSON.parse(text) : {};
             } catch (e) {
               reject(
-                new BlindfoldError('ERR_UNAVAILABLE', `${o.baseUrl} answered something that is not JSON`, {
-                  cause: e,
-                }),
+                new BlindfoldError(
+                  'ERR_UNAVAILABLE',
+                  `${o.baseUrl} answered something that is not JSON`,
+                  {
+                    cause: e,
+                  },
+                ),
               );
               return;
             }
@@ -104,7 +113,12 @@ export function createJsonClient(o: ClientOptions): JsonClient {
 
   return {
     baseUrl: o.baseUrl,
-    async request<T>(method: string, path: string, body?: unknown, opts: { idempotent?: boolean } = {}) {
+    async request<T>(
+      method: string,
+      path: string,
+      body?: unknown,
+      opts: { idempotent?: boolean } = {},
+    ) {
       const idempotent = opts.idempotent ?? method === 'GET';
       let attempt = 0;
       for (;;) {
@@ -115,7 +129,8 @@ export function createJsonClient(o: ClientOptions): JsonClient {
           // Connection failures before a response are safe to retry for any request the
           // manager treats idempotently; a 503 means the manager did not apply the request.
           const retryable =
-            be.code === 'ERR_UNAVAILABLE' && (idempotent || be.status === 503 || be.status === undefined);
+            be.code === 'ERR_UNAVAILABLE' &&
+            (idempotent || be.status === 503 || be.status === undefined);
           if (!retryable || attempt >= retries) throw e;
           attempt++;
           await sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2));

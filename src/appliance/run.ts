@@ -62,14 +62,22 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
   const state = await loadState(o.home);
   const appliance = new Appliance({ dir: o.home, state, onItemSecret: o.onItemSecret });
   const token = await ensureLocalToken(o.home);
-  const app = await buildLocalServer({ appliance, tokenHash: sha256(utf8(token)), logger: o.logger });
+  const app = await buildLocalServer({
+    appliance,
+    tokenHash: sha256(utf8(token)),
+    logger: o.logger,
+  });
   await app.listen({ host: '127.0.0.1', port: o.port ?? 7301 });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : (o.port ?? 7301);
   const url = `http://127.0.0.1:${port}`;
-  await writeFileAtomic(join(o.home, LOCAL_INFO_FILE), `${JSON.stringify({ url, pid: process.pid })}\n`, {
-    mode: 0o600,
-  });
+  await writeFileAtomic(
+    join(o.home, LOCAL_INFO_FILE),
+    `${JSON.stringify({ url, pid: process.pid })}\n`,
+    {
+      mode: 0o600,
+    },
+  );
   let closed = false;
   return {
     app,

@@ -30,11 +30,17 @@ export interface LocalServerOptions {
 
 export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyInstance> {
   const metrics = o.metrics ?? new Metrics();
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1 << 20, genReqId: () => crypto.randomUUID() });
+  const app = Fastify({
+    logger: o.logger ?? false,
+    bodyLimit: 1 << 20,
+    genReqId: () => crypto.randomUUID(),
+  });
   installErrorHandling(app);
   installMetrics(app, metrics, 'appliance');
   // Streams are passed through untouched: constant memory whatever the size.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) =>
+    done(null, payload),
+  );
 
   const auth = (request: FastifyRequest) => {
     const h = request.headers.authorization;
@@ -133,14 +139,19 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
           type: 'object',
           additionalProperties: false,
           required: ['keyring'],
-          properties: { keyring: keyringName, ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 } },
+          properties: {
+            keyring: keyringName,
+            ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 },
+          },
         },
         response: { 200: dataKeyOut, ...errorResponses },
       },
     },
     async (request) => {
       auth(request);
-      const item = await o.appliance.newItem(request.body.keyring, { ttlSeconds: request.body.ttlSeconds });
+      const item = await o.appliance.newItem(request.body.keyring, {
+        ttlSeconds: request.body.ttlSeconds,
+      });
       const { dek, fileNonce } = freshFileSecrets();
       const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
       zeroize(item.kek);
@@ -191,7 +202,10 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
       auth(request);
       const input = request.body as Readable | undefined;
       if (!(input instanceof Readable)) {
-        throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'send the bytes as application/octet-stream');
+        throw new BlindfoldError(
+          'ERR_INVALID_ARGUMENT',
+          'send the bytes as application/octet-stream',
+        );
       }
       const item = await o.appliance.newItem(request.query.keyring);
       const { dek, fileNonce } = freshFileSecrets();
@@ -210,7 +224,10 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
     auth(request);
     const input = request.body as Readable | undefined;
     if (!(input instanceof Readable)) {
-      throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'send the Blindfold file as application/octet-stream');
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        'send the Blindfold file as application/octet-stream',
+      );
     }
     // Everything that can be refused is checked before the first plaintext byte is sent.
     const { header, headerBytes, payload } = await readHeader(input);

@@ -144,7 +144,18 @@ export { headerAad };
 // ---------------------------------------------------------------------------------------------
 // Streams
 
-type ByteSource = Readable | AsyncIterable<Uint8Array>;
+/** Where bytes come from: a Readable, an async generator, or a plain array/iterable of buffers. */
+export type ByteSource = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+function iteratorOf(input: ByteSource): AsyncIterator<unknown> | Iterator<unknown> {
+  if (Symbol.asyncIterator in input)
+    return (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  if (Symbol.iterator in input) return (input as Iterable<unknown>)[Symbol.iterator]();
+  throw new BlindfoldError(
+    'ERR_INVALID_ARGUMENT',
+    'stream input must be a Readable or an iterable of bytes',
+  );
+}
 
 function asBytes(piece: unknown): Uint8Array {
   if (piece instanceof Uint8Array) return piece;
@@ -295,7 +306,7 @@ export async function encryptStream(
   }
 
   try {
-    await pipeline(input, sealer, output, { end: opts.end ?? true });
+    await pipeline(input as AsyncIterable<Uint8Array>, sealer, output, { end: opts.end ?? true });
   } finally {
     buf.fill(0);
   }
@@ -418,7 +429,7 @@ export async function decryptStream(
   }
 
   try {
-    await pipeline(payload, opener, output, { end: opts.end ?? true });
+    await pipeline(payload as AsyncIterable<Uint8Array>, opener, output, { end: opts.end ?? true });
   } finally {
     buf.fill(0);
   }
@@ -432,7 +443,7 @@ export async function decryptStream(
 export async function readHeader(
   input: ByteSource,
 ): Promise<{ header: DecodedHeader; headerBytes: Uint8Array; payload: AsyncIterable<Uint8Array> }> {
-  const it = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  const it = iteratorOf(input);
   const parts: Uint8Array[] = [];
   let have = 0;
   let want = HEADER_PREFIX_SIZE;

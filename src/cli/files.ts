@@ -6,11 +6,17 @@
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Transform, type Writable } from 'node:stream';
+import type { JsonClient } from '../appliance/client.ts';
+import {
+  decryptRange,
+  decryptStream,
+  encryptStream,
+  readFileHeader,
+  readHeader,
+} from '../appliance/stream.ts';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { decodeHeader } from '../core/format.ts';
-import type { JsonClient } from '../appliance/client.ts';
-import { decryptRange, decryptStream, encryptStream, readHeader, readFileHeader } from '../appliance/stream.ts';
 import { createAtomicWriteStream, toIoError } from '../util/atomic.ts';
 
 export interface FileJob {
@@ -33,7 +39,9 @@ function progressBar(total: number | undefined, label: string): Transform {
       const pct = Math.min(100, (100 * done) / Math.max(total, 1));
       const width = 30;
       const fill = Math.round((pct / 100) * width);
-      process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct.toFixed(0)}% ${mb} MB`);
+      process.stderr.write(
+        `\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct.toFixed(0)}% ${mb} MB`,
+      );
     } else {
       process.stderr.write(`\r${label} ${mb} MB`);
     }
@@ -71,7 +79,10 @@ function defaultOutput(input: string, decrypting: boolean): string | undefined {
   return `${input}.bf`;
 }
 
-export async function encryptFile(local: JsonClient, job: FileJob): Promise<{ output: string; bytes: number }> {
+export async function encryptFile(
+  local: JsonClient,
+  job: FileJob,
+): Promise<{ output: string; bytes: number }> {
   const keyring = job.keyring ?? 'default';
   let total: number | undefined;
   if (job.input !== '-') {
@@ -82,14 +93,20 @@ export async function encryptFile(local: JsonClient, job: FileJob): Promise<{ ou
     }
   }
   const outPath = job.output ?? defaultOutput(job.input, false)!;
-  const dk = await local.request<{ header: string; dek: string }>('POST', '/v1/datakey', { keyring });
+  const dk = await local.request<{ header: string; dek: string }>('POST', '/v1/datakey', {
+    keyring,
+  });
   const header = fromB64u(dk.header, 'header');
   const dek = fromB64u(dk.dek, 'dek');
   const fileNonce = decodeHeader(header).fields.fileNonce;
   const out = await openOutput(outPath);
   try {
-    const src = job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 16 });
-    const input = job.progress && total !== undefined && total > 8 << 20 ? src.pipe(progressBar(total, 'encrypting')) : src;
+    const src =
+      job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 20 });
+    const input =
+      job.progress && total !== undefined && total > 8 << 20
+        ? src.pipe(progressBar(total, 'encrypting'))
+        : src;
     const r = await encryptStream(input, out.stream, { header, dek, fileNonce, end: out.end });
     await out.commit();
     return { output: outPath, bytes: r.plainSize };
@@ -101,7 +118,10 @@ export async function encryptFile(local: JsonClient, job: FileJob): Promise<{ ou
   }
 }
 
-export async function decryptFile(local: JsonClient, job: FileJob): Promise<{ output: string; bytes: number }> {
+export async function decryptFile(
+  local: JsonClient,
+  job: FileJob,
+): Promise<{ output: string; bytes: number }> {
   const outPath = job.output ?? defaultOutput(job.input, true)!;
   if (job.range) {
     if (job.input === '-') {
@@ -135,13 +155,21 @@ export async function decryptFile(local: JsonClient, job: FileJob): Promise<{ ou
       throw toIoError(e, 'read', job.input);
     }
   }
-  const src = job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 16 });
-  const input = job.progress && total !== undefined && total > 8 << 20 ? src.pipe(progressBar(total, 'decrypting')) : src;
+  const src =
+    job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 20 });
+  const input =
+    job.progress && total !== undefined && total > 8 << 20
+      ? src.pipe(progressBar(total, 'decrypting'))
+      : src;
   const { header, headerBytes, payload } = await readHeader(input);
   const dek = await openDek(local, headerBytes);
   const out = await openOutput(outPath);
   try {
-    const r = await decryptStream(payload, out.stream, { dek, fileNonce: header.fields.fileNonce, end: out.end });
+    const r = await decryptStream(payload, out.stream, {
+      dek,
+      fileNonce: header.fields.fileNonce,
+      end: out.end,
+    });
     await out.commit();
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
@@ -164,6 +192,8 @@ async function rawHeader(path: string, len: number): Promise<Uint8Array> {
 }
 
 async function openDek(local: JsonClient, headerBytes: Uint8Array): Promise<Uint8Array> {
-  const r = await local.request<{ dek: string }>('POST', '/v1/datakey/open', { header: toB64u(headerBytes) });
+  const r = await local.request<{ dek: string }>('POST', '/v1/datakey/open', {
+    header: toB64u(headerBytes),
+  });
   return fromB64u(r.dek, 'dek');
 }

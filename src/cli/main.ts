@@ -5,8 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createJsonClient, type JsonClient } from '../appliance/client.ts';
 import { enrollAppliance, loadState } from '../appliance/appliance.ts';
+import { createJsonClient, type JsonClient } from '../appliance/client.ts';
 import { readLocalInfo, startAppliance } from '../appliance/run.ts';
 import { verifyChain } from '../core/audit.ts';
 import { BlindfoldError, isBlindfoldError } from '../core/errors.ts';
@@ -98,9 +98,18 @@ type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 // biome-ignore lint/suspicious/noExplicitAny: values are typed by the option spec at runtime
 type Values = Record<string, any>;
 
-function parse(key: string, args: string[], options: OptionSpec): { values: Values; positionals: string[] } {
+function parse(
+  key: string,
+  args: string[],
+  options: OptionSpec,
+): { values: Values; positionals: string[] } {
   try {
-    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+    return parseArgs({
+      args,
+      options: { ...common, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     usage(key, (e as Error).message);
   }
@@ -108,7 +117,8 @@ function parse(key: string, args: string[], options: OptionSpec): { values: Valu
 
 function int(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
-  if (!/^\d+$/.test(v)) throw new BlindfoldError('ERR_INVALID_ARGUMENT', `${name} must be a whole number`);
+  if (!/^\d+$/.test(v))
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', `${name} must be a whole number`);
   return Number(v);
 }
 
@@ -121,7 +131,10 @@ async function operatorClient(h: string, url?: string): Promise<JsonClient> {
   const mh = join(h, 'manager');
   const token = (await readFile(join(mh, OPERATOR_TOKEN_FILE), 'utf8').catch(() => '')).trim();
   if (!token) {
-    throw new BlindfoldError('ERR_UNAUTHENTICATED', `no operator token in ${mh}: is this a manager home?`);
+    throw new BlindfoldError(
+      'ERR_UNAUTHENTICATED',
+      `no operator token in ${mh}: is this a manager home?`,
+    );
   }
   const caPem = await readFile(join(mh, 'pki', 'ca.pem'), 'utf8');
   let base = url;
@@ -176,7 +189,10 @@ async function cmdManager(args: string[]) {
     logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
   });
   const { writeFileAtomic } = await import('../util/atomic.ts');
-  await writeFileAtomic(join(h, 'manager.json'), `${JSON.stringify({ url: m.url, pid: process.pid })}\n`);
+  await writeFileAtomic(
+    join(h, 'manager.json'),
+    `${JSON.stringify({ url: m.url, pid: process.pid })}\n`,
+  );
   console.error(`blindfold manager listening on ${m.url}`);
   await waitForSignal(() => m.close());
 }
@@ -218,7 +234,9 @@ async function cmdApplianceInit(args: string[]) {
   } finally {
     a.close();
   }
-  console.error(`master key for keyring "${keyring}" generated and concealed; the plain key was wiped`);
+  console.error(
+    `master key for keyring "${keyring}" generated and concealed; the plain key was wiped`,
+  );
 }
 
 async function readImportKey(path: string): Promise<Uint8Array> {
@@ -227,7 +245,10 @@ async function readImportKey(path: string): Promise<Uint8Array> {
   });
   const b = new Uint8Array(raw);
   if (b.length !== 32) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', `--import-key needs exactly 32 bytes of key material, ${path} has ${b.length}`);
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      `--import-key needs exactly 32 bytes of key material, ${path} has ${b.length}`,
+    );
   }
   return b;
 }
@@ -265,10 +286,15 @@ async function cmdUp(args: string[]) {
 
 function parseRange(s: string): { start: number; end: number } {
   const m = /^(\d+):(\d+)$/.exec(s);
-  if (!m) throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--range takes START:END (bytes, END exclusive)');
+  if (!m)
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      '--range takes START:END (bytes, END exclusive)',
+    );
   const start = Number(m[1]);
   const end = Number(m[2]);
-  if (!(end > start)) throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--range END must be greater than START');
+  if (!(end > start))
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--range END must be greater than START');
   return { start, end };
 }
 
@@ -310,7 +336,10 @@ async function cmdStatus(args: string[]) {
 }
 
 async function cmdKeysRotate(args: string[]) {
-  const { values } = parse('keys rotate', args, { keyring: { type: 'string' }, master: { type: 'boolean' } });
+  const { values } = parse('keys rotate', args, {
+    keyring: { type: 'string' },
+    master: { type: 'boolean' },
+  });
   if (values.help) return console.log(HELP['keys rotate']);
   const h = home(values);
   const keyring = values.keyring ?? 'default';
@@ -323,12 +352,17 @@ async function cmdKeysRotate(args: string[]) {
     } finally {
       a.close();
     }
-    console.error(`keyring ${keyring}: new master-key version concealed; restart the appliance to use it`);
+    console.error(
+      `keyring ${keyring}: new master-key version concealed; restart the appliance to use it`,
+    );
     return;
   }
   const op = await operatorClient(h);
   try {
-    const k = await op.request<{ managerVersion: number }>('POST', `/v1/keyrings/${keyring}/rotate`);
+    const k = await op.request<{ managerVersion: number }>(
+      'POST',
+      `/v1/keyrings/${keyring}/rotate`,
+    );
     console.error(`keyring ${keyring}: manager key version ${k.managerVersion}`);
   } finally {
     op.close();
@@ -343,14 +377,20 @@ async function cmdAuditVerify(args: string[]) {
     const all: StoredAuditEntry[] = [];
     let after = 0;
     for (;;) {
-      const page = await op.request<{ entries: StoredAuditEntry[] }>('GET', `/v1/audit?afterSeq=${after}&limit=10000`);
+      const page = await op.request<{ entries: StoredAuditEntry[] }>(
+        'GET',
+        `/v1/audit?afterSeq=${after}&limit=10000`,
+      );
       all.push(...page.entries);
       if (page.entries.length < 10000) break;
       after = page.entries[page.entries.length - 1]!.seq;
     }
     const r = verifyChain(all);
     if (!r.ok) {
-      throw new BlindfoldError('ERR_DECRYPT', `audit chain broken at entry ${r.brokenAt}: ${r.reason}`);
+      throw new BlindfoldError(
+        'ERR_DECRYPT',
+        `audit chain broken at entry ${r.brokenAt}: ${r.reason}`,
+      );
     }
     console.log(`audit chain valid: ${r.checked} entries`);
   } finally {
@@ -407,4 +447,3 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-

@@ -9,8 +9,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createJsonClient } from '../appliance/client.ts';
 import { Appliance, enrollAppliance, loadState } from '../appliance/appliance.ts';
+import { createJsonClient } from '../appliance/client.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { OPERATOR_TOKEN_FILE } from '../manager/run.ts';
 import { generateRootKeyFile } from '../manager/seal.ts';
@@ -51,7 +51,10 @@ async function waitReady(url: string, caPem: string | undefined, proc: ChildProc
   try {
     for (let i = 0; i < 300; i++) {
       if (proc.exitCode !== null) {
-        throw new BlindfoldError('ERR_UNAVAILABLE', `the ${what} exited during start (status ${proc.exitCode})`);
+        throw new BlindfoldError(
+          'ERR_UNAVAILABLE',
+          `the ${what} exited during start (status ${proc.exitCode})`,
+        );
       }
       try {
         await c.request('GET', url.startsWith('https') ? '/ready' : '/health');
@@ -78,7 +81,9 @@ export async function up(o: UpOptions) {
   const procs: ChildProcess[] = [];
   const stopAll = async () => {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => (p.exitCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
+    await Promise.all(
+      procs.map((p) => (p.exitCode !== null ? undefined : new Promise((r) => p.once('exit', r)))),
+    );
   };
   try {
     const managerProc = child(
@@ -103,7 +108,9 @@ export async function up(o: UpOptions) {
             ...(o.scheme ? { scheme: o.scheme } : {}),
           });
         }
-        const enrollment = await op.request<{ token: string }>('POST', '/v1/enrollments', { ttlSeconds: 600 });
+        const enrollment = await op.request<{ token: string }>('POST', '/v1/enrollments', {
+          ttlSeconds: 600,
+        });
         const state = await enrollAppliance({
           dir: applianceHome,
           managerUrl,
@@ -158,7 +165,10 @@ async function waitForFile(path: string, proc: ChildProcess): Promise<string> {
       return await readFile(path, 'utf8');
     } catch {
       if (proc.exitCode !== null) {
-        throw new BlindfoldError('ERR_UNAVAILABLE', `the manager exited during start (status ${proc.exitCode})`);
+        throw new BlindfoldError(
+          'ERR_UNAVAILABLE',
+          `the manager exited during start (status ${proc.exitCode})`,
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -1,6 +1,6 @@
 /**
  * Number theory on native BigInt for the integer schemes (Paillier, RSA, Goldwasser–Micali) and
- * the split operators (SPEC.md §3.3–3.5). Pure: no node:* import, runs unchanged in browsers.
+ * the split operators (SPEC.md §3.3, §5.1). Pure: no node:* import, runs unchanged in browsers.
  *
  * Timing: V8's BigInt arithmetic is not constant time, and the window pattern of `modPow` depends
  * on the exponent. The schemes therefore blind secret exponents (see rsa.ts, paillier.ts), and the
@@ -327,21 +327,21 @@ function millerRabin(n: bigint, rounds: number, rng: Rng): boolean {
  * primes after long gaps is harmless). A candidate that would overflow `bits` is redrawn.
  */
 export function generatePrime(bits: number, rng: Rng = systemRng): bigint {
-  if (!Number.isInteger(bits) || bits < 32) throw new RangeError('generatePrime: bits must be ≥ 32');
+  if (!Number.isInteger(bits) || bits < 32)
+    throw new RangeError('generatePrime: bits must be ≥ 32');
   const len = (bits + 7) >> 3;
   const excess = len * 8 - bits;
   const top = 1n << BigInt(bits);
+  const topTwo = 3n << BigInt(bits - 2);
   const rounds = mrRoundsForRandom(bits);
   const primes = PRIME_GROUPS.flatMap((g) => g.primes); // odd primes; the candidates are odd
   for (;;) {
     const b = rng(len);
     b[0]! &= 0xff >> excess;
-    b[0]! |= 0xc0 >> excess; // the two top bits
-    b[len - 1]! |= 1;
     let hex = '0x';
     for (const x of b) hex += x.toString(16).padStart(2, '0');
     b.fill(0);
-    const start = BigInt(hex);
+    const start = BigInt(hex) | topTwo | 1n; // the two top bits (they may straddle a byte) and odd
     const residues = PRIME_GROUPS.flatMap((g) => {
       const r = Number(start % g.product);
       return g.primes.map((p) => r % p);

@@ -46,7 +46,12 @@ export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): U
   return out;
 }
 
-export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+export function hkdf(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Uint8Array {
   const prk = hkdfExtract(salt, ikm);
   const out = hkdfExpand(prk, info, length);
   prk.fill(0);

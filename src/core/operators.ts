@@ -14,8 +14,9 @@
  *
  * Timing: add-p and mul-p use BigInt, which is not constant time (bigint.ts); xor is.
  */
-import { bigToBytes, bytesToBig, equalBytes, u8 } from './bytes.ts';
+
 import { modInv, randomBelow } from './bigint.ts';
+import { bigToBytes, bytesToBig, equalBytes, u8 } from './bytes.ts';
 import { BlindfoldError, decodeError } from './errors.ts';
 import { deriveKey } from './hash.ts';
 import { type Rng, systemRng } from './random.ts';
@@ -59,7 +60,13 @@ function checkLength(b: Uint8Array, id: SplitOperatorId): void {
   }
 }
 
-function expand<T>(seed: Uint8Array, id: SplitOperatorId, len: number, map: (b: Uint8Array) => T, ok: (x: T) => boolean): T {
+function expand<T>(
+  seed: Uint8Array,
+  id: SplitOperatorId,
+  len: number,
+  map: (b: Uint8Array) => T,
+  ok: (x: T) => boolean,
+): T {
   checkSeed(seed);
   for (let i = 0; i < 256; i++) {
     const b = deriveKey(seed, `split/${id}/element`, i === 0 ? new Uint8Array(0) : u8(i), len);
@@ -82,7 +89,13 @@ const xor: SplitOperator = {
     }
   },
   fromSeed(seed) {
-    return expand(seed, 'xor', SIZE, (b) => b.slice(), (b) => !equalBytes(b, ZERO));
+    return expand(
+      seed,
+      'xor',
+      SIZE,
+      (b) => b.slice(),
+      (b) => !equalBytes(b, ZERO),
+    );
   },
   op(a, b) {
     xor.check(a);
@@ -117,7 +130,15 @@ const addP: SplitOperator = {
     return enc(1n + randomBelow(SPLIT_P - 1n, rng));
   },
   fromSeed(seed) {
-    return enc(expand(seed, 'add-p', WIDE, (b) => bytesToBig(b) % SPLIT_P, (x) => x !== 0n));
+    return enc(
+      expand(
+        seed,
+        'add-p',
+        WIDE,
+        (b) => bytesToBig(b) % SPLIT_P,
+        (x) => x !== 0n,
+      ),
+    );
   },
   op(a, b) {
     return enc((element(a, 'add-p', 0n) + element(b, 'add-p', 0n)) % SPLIT_P);
@@ -138,7 +159,15 @@ const mulP: SplitOperator = {
   },
   fromSeed(seed) {
     // Uniform in [1, p) up to 2^-128: reduce modulo p − 1, then shift by one.
-    return enc(expand(seed, 'mul-p', WIDE, (b) => (bytesToBig(b) % (SPLIT_P - 1n)) + 1n, (x) => x !== 1n));
+    return enc(
+      expand(
+        seed,
+        'mul-p',
+        WIDE,
+        (b) => (bytesToBig(b) % (SPLIT_P - 1n)) + 1n,
+        (x) => x !== 1n,
+      ),
+    );
   },
   op(a, b) {
     return enc((element(a, 'mul-p', 1n) * element(b, 'mul-p', 1n)) % SPLIT_P);

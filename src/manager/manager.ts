@@ -13,7 +13,14 @@ import { concat, equalBytes, lp16, toB64u, toHex, u32be, utf8 } from '../core/by
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
-import { homMode, type ItemRef, isMode, itemContext, type Mode, splitMode } from '../core/protocol.ts';
+import {
+  homMode,
+  type ItemRef,
+  isMode,
+  itemContext,
+  type Mode,
+  splitMode,
+} from '../core/protocol.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import type { HomomorphicScheme } from '../core/schemes/scheme.ts';
 import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
@@ -174,7 +181,12 @@ export class Manager {
       throw e;
     }
     this.keyrings.set(rec.name, rec);
-    await this.d.audit.record({ actor, action: 'keyring.create', keyring: rec.name, keyVersion: 1 });
+    await this.d.audit.record({
+      actor,
+      action: 'keyring.create',
+      keyring: rec.name,
+      keyVersion: 1,
+    });
     return rec;
   }
 
@@ -243,7 +255,11 @@ export class Manager {
     );
     const rec = { ...k, status, updatedAt: now };
     this.keyrings.set(name, rec);
-    await this.d.audit.record({ actor, action: `keyring.${status === 'enabled' ? 'enable' : 'disable'}`, keyring: name });
+    await this.d.audit.record({
+      actor,
+      action: `keyring.${status === 'enabled' ? 'enable' : 'disable'}`,
+      keyring: name,
+    });
     return rec;
   }
 
@@ -288,13 +304,27 @@ export class Manager {
         outcome: 'refused',
         code: 'ERR_UNAUTHENTICATED',
       });
-      if (e instanceof BlindfoldError && (e.code === 'ERR_NOT_FOUND' || e.code === 'ERR_CONFLICT')) {
-        throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid, used or expired enrollment token');
+      if (
+        e instanceof BlindfoldError &&
+        (e.code === 'ERR_NOT_FOUND' || e.code === 'ERR_CONFLICT')
+      ) {
+        throw new BlindfoldError(
+          'ERR_UNAUTHENTICATED',
+          'invalid, used or expired enrollment token',
+        );
       }
       throw e;
     }
-    if (enrollment.expiresAt <= now || (enrollment.boundFingerprint && enrollment.boundFingerprint !== fingerprint)) {
-      await this.d.audit.record({ actor: id, action: 'appliance.enroll', outcome: 'refused', code: 'ERR_UNAUTHENTICATED' });
+    if (
+      enrollment.expiresAt <= now ||
+      (enrollment.boundFingerprint && enrollment.boundFingerprint !== fingerprint)
+    ) {
+      await this.d.audit.record({
+        actor: id,
+        action: 'appliance.enroll',
+        outcome: 'refused',
+        code: 'ERR_UNAUTHENTICATED',
+      });
       throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid, used or expired enrollment token');
     }
     const certificatePem = this.d.issueApplianceCertificate(input.publicKey, id);
@@ -351,7 +381,12 @@ export class Manager {
 
   // -- sub-process I: an appliance's key for a keyring version -----------------------------------
 
-  async applianceKey(applianceId: string, keyringName: string, managerVersion: number, r?: Uint8Array) {
+  async applianceKey(
+    applianceId: string,
+    keyringName: string,
+    managerVersion: number,
+    r?: Uint8Array,
+  ) {
     this.trustedAppliance(applianceId);
     const k = this.keyring(keyringName);
     this.checkManagerVersion(k, managerVersion);
@@ -400,7 +435,14 @@ export class Manager {
         throw new BlindfoldError('ERR_CONFLICT', 'this appliance already registered a different r');
       }
     }
-    const statement = keyStatement(applianceId, keyringName, managerVersion, k.mode, k.scheme, rec.publicKey);
+    const statement = keyStatement(
+      applianceId,
+      keyringName,
+      managerVersion,
+      k.mode,
+      k.scheme,
+      rec.publicKey,
+    );
     return {
       keyring: keyringName,
       managerVersion,
@@ -412,7 +454,12 @@ export class Manager {
   }
 
   /** hom2-opt sub-process I: keep X_A = Dec(blind_β(Enc(M))), sealed. */
-  async optSetup(applianceId: string, keyringName: string, managerVersion: number, blinded: Uint8Array) {
+  async optSetup(
+    applianceId: string,
+    keyringName: string,
+    managerVersion: number,
+    blinded: Uint8Array,
+  ) {
     this.trustedAppliance(applianceId);
     const k = this.keyring(keyringName);
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
@@ -421,17 +468,30 @@ export class Manager {
     // X_A is set once: a second setup would let a live appliance swap in Enc(neutral) and, with
     // the integer schemes, read Q_i in the clear (SPEC.md §5.3).
     if (key.x !== null) {
-      throw new BlindfoldError('ERR_CONFLICT', 'hom2-opt setup was already completed for this key version');
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        'hom2-opt setup was already completed for this key version',
+      );
     }
     const ct = key.scheme.decodeCiphertext(key.pk, blinded);
     this.groupOps++;
     const x = homMode.optSetup(key.scheme, key.sk, ct);
     const xBytes = key.scheme.encodePlaintext(key.pk, x);
     const name = `${applianceSecretName(applianceId, keyringName, managerVersion)}/x`;
-    await this.d.store.setApplianceKeyExtra(applianceId, keyringName, managerVersion, this.d.sealer.seal(name, xBytes));
+    await this.d.store.setApplianceKeyExtra(
+      applianceId,
+      keyringName,
+      managerVersion,
+      this.d.sealer.seal(name, xBytes),
+    );
     xBytes.fill(0);
     key.x = x;
-    await this.d.audit.record({ actor: applianceId, action: 'appliance.opt-setup', keyring: keyringName, keyVersion: managerVersion });
+    await this.d.audit.record({
+      actor: applianceId,
+      action: 'appliance.opt-setup',
+      keyring: keyringName,
+      keyVersion: managerVersion,
+    });
   }
 
   // -- sub-process II: a new protected item -------------------------------------------------------
@@ -551,7 +611,12 @@ export class Manager {
 
   // -- internals -------------------------------------------------------------------------------
 
-  private answer(key: ApplianceKey, keys: KeyringKeys, ref: ItemRef, blinded?: Uint8Array): Uint8Array {
+  private answer(
+    key: ApplianceKey,
+    keys: KeyringKeys,
+    ref: ItemRef,
+    blinded?: Uint8Array,
+  ): Uint8Array {
     if (key.mode === 'split') {
       if (blinded !== undefined) throw bad('split mode takes no blinded value');
       this.groupOps++;
@@ -566,7 +631,10 @@ export class Manager {
     }
     if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
     if (key.x === null) {
-      throw new BlindfoldError('ERR_CONFLICT', 'hom2-opt setup has not been completed for this appliance');
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        'hom2-opt setup has not been completed for this appliance',
+      );
     }
     this.groupOps++;
     const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
@@ -618,7 +686,11 @@ export class Manager {
     return keys;
   }
 
-  private async loadApplianceKey(applianceId: string, k: KeyringRecord, v: number): Promise<ApplianceKey> {
+  private async loadApplianceKey(
+    applianceId: string,
+    k: KeyringRecord,
+    v: number,
+  ): Promise<ApplianceKey> {
     const cacheKey = `${applianceId}|${k.name}|${v}`;
     const hit = this.applianceKeys.get(cacheKey);
     if (hit) return hit;

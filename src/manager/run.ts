@@ -55,7 +55,10 @@ async function openStore(spec: string | undefined, home: string): Promise<Store>
       'the PostgreSQL store is not part of this build yet; use --store sqlite',
     );
   }
-  throw new BlindfoldError('ERR_INVALID_ARGUMENT', `unknown store "${spec}": use sqlite, sqlite:PATH or postgres://...`);
+  throw new BlindfoldError(
+    'ERR_INVALID_ARGUMENT',
+    `unknown store "${spec}": use sqlite, sqlite:PATH or postgres://...`,
+  );
 }
 
 /** The operator token is created at first start (0600) and only its hash is kept in memory. */
@@ -140,7 +143,10 @@ export function rootKeyFromEnv(env: NodeJS.ProcessEnv): Uint8Array | undefined {
   if (!v) return undefined;
   const key = fromB64u(v.trim(), 'BLINDFOLD_ROOT_KEY');
   if (key.length !== 32) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'BLINDFOLD_ROOT_KEY must be 32 bytes, base64url');
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      'BLINDFOLD_ROOT_KEY must be 32 bytes, base64url',
+    );
   }
   return key;
 }

@@ -154,7 +154,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     {
       schema: {
         response: {
-          200: { type: 'object', additionalProperties: false, properties: { caPem: { type: 'string' } } },
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { caPem: { type: 'string' } },
+          },
         },
       },
     },
@@ -316,7 +320,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           required: ['id'],
         },
         response: {
-          200: { type: 'object', additionalProperties: false, properties: { revoked: { type: 'string' } } },
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { revoked: { type: 'string' } },
+          },
           ...errorResponses,
         },
       },
@@ -410,7 +418,13 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
   } as const;
   app.get<{
-    Querystring: { afterSeq?: string; limit?: string; actor?: string; action?: string; outcome?: string };
+    Querystring: {
+      afterSeq?: string;
+      limit?: string;
+      actor?: string;
+      action?: string;
+      outcome?: string;
+    };
   }>(
     '/v1/audit',
     {
@@ -486,7 +500,12 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     async (request) => {
       const id = appliance(request);
       const r = request.body.r === undefined ? undefined : fromB64u(request.body.r, 'r');
-      const out = await manager.applianceKey(id, request.params.name, request.body.managerVersion, r);
+      const out = await manager.applianceKey(
+        id,
+        request.params.name,
+        request.body.managerVersion,
+        r,
+      );
       const k = manager.listKeyrings().find((x) => x.name === request.params.name)!;
       return {
         ...out,
@@ -523,7 +542,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           properties: { managerVersion: version, blinded: b64u(70000, 1) },
         },
         response: {
-          200: { type: 'object', additionalProperties: false, properties: { ok: { type: 'boolean' } } },
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { ok: { type: 'boolean' } },
+          },
           ...errorResponses,
         },
       },
@@ -649,7 +672,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       schema: {
         body: recoverIn,
         response: {
-          200: { type: 'object', additionalProperties: false, properties: { answer: { type: 'string' } } },
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { answer: { type: 'string' } },
+          },
           ...errorResponses,
         },
       },

@@ -1,5 +1,5 @@
 /**
- * Prime generation through OpenSSL (`crypto.generatePrimeSync`), about five times faster than the
+ * Prime generation through OpenSSL (`crypto.generatePrimeSync`), two to four times faster than the
  * pure BigInt generator in src/core/bigint.ts. The integer schemes take it as
  * `generateKeyPair({ generatePrime: nodeGeneratePrime })`; they keep only primes with the two
  * top bits set, so n = p·q has exactly the requested size. (OpenSSL's generator sets both top

@@ -82,19 +82,31 @@ export function toErrorReply(
   if (err instanceof BlindfoldError) {
     const status = STATUS[err.code] ?? 500;
     const message =
-      status >= 500 && err.code === 'ERR_INTERNAL' ? 'internal error; see the server log' : err.message;
+      status >= 500 && err.code === 'ERR_INTERNAL'
+        ? 'internal error; see the server log'
+        : err.message;
     return { status, body: { error: { code: err.code, message, requestId } } };
   }
   const fe = err as FastifyError & { validation?: unknown };
   if (fe.validation) {
     return {
       status: 400,
-      body: { error: { code: 'ERR_INVALID_ARGUMENT', message: `invalid request: ${fe.message}`, requestId } },
+      body: {
+        error: {
+          code: 'ERR_INVALID_ARGUMENT',
+          message: `invalid request: ${fe.message}`,
+          requestId,
+        },
+      },
     };
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     const code: ErrorCode =
-      fe.statusCode === 413 ? 'ERR_TOO_LARGE' : fe.statusCode === 429 ? 'ERR_RATE_LIMITED' : 'ERR_INVALID_ARGUMENT';
+      fe.statusCode === 413
+        ? 'ERR_TOO_LARGE'
+        : fe.statusCode === 429
+          ? 'ERR_RATE_LIMITED'
+          : 'ERR_INVALID_ARGUMENT';
     const message =
       fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.name === 'SyntaxError'
         ? 'the request body is not valid JSON'
@@ -107,7 +119,9 @@ export function toErrorReply(
   }
   return {
     status: 500,
-    body: { error: { code: 'ERR_INTERNAL', message: 'internal error; see the server log', requestId } },
+    body: {
+      error: { code: 'ERR_INTERNAL', message: 'internal error; see the server log', requestId },
+    },
   };
 }
 

@@ -34,9 +34,13 @@ function storageError(e: unknown): BlindfoldError {
       cause: e,
     });
   }
-  return new BlindfoldError('ERR_STORAGE', `the store refused the operation (${code || 'unknown'})`, {
-    cause: e,
-  });
+  return new BlindfoldError(
+    'ERR_STORAGE',
+    `the store refused the operation (${code || 'unknown'})`,
+    {
+      cause: e,
+    },
+  );
 }
 
 const u8 = (b: unknown): Uint8Array => new Uint8Array(b as Buffer);
@@ -251,9 +255,9 @@ export class SqliteStore implements Store {
   listKeyringVersions(name: string) {
     return this.run(() =>
       (
-        this.st(
-          'SELECT * FROM keyring_versions WHERE keyring = ? ORDER BY manager_version',
-        ).all(name) as Row[]
+        this.st('SELECT * FROM keyring_versions WHERE keyring = ? ORDER BY manager_version').all(
+          name,
+        ) as Row[]
       ).map(
         (r): KeyringVersionRecord => ({
           keyring: r.keyring as string,
@@ -365,8 +369,7 @@ export class SqliteStore implements Store {
 
   deleteApplianceKeys(applianceId: string) {
     return this.run(
-      () =>
-        this.st('DELETE FROM appliance_keys WHERE appliance_id = ?').run(applianceId).changes,
+      () => this.st('DELETE FROM appliance_keys WHERE appliance_id = ?').run(applianceId).changes,
     );
   }
 

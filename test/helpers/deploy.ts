@@ -113,7 +113,12 @@ export async function newAppliance(
   return new Appliance({ dir, state, onItemSecret });
 }
 
-export async function createKeyring(m: ManagerProcess, name: string, mode: string, scheme?: string) {
+export async function createKeyring(
+  m: ManagerProcess,
+  name: string,
+  mode: string,
+  scheme?: string,
+) {
   return m.op.request('POST', '/v1/keyrings', { name, mode, ...(scheme ? { scheme } : {}) });
 }
 

@@ -1,6 +1,6 @@
 /**
  * Goldwasser–Micali encryption (Goldwasser and Micali, "Probabilistic encryption", 1984): XOR-
- * homomorphic encryption of 256-bit strings, one modulus-sized ciphertext per bit (SPEC.md §3.5).
+ * homomorphic encryption of 256-bit strings, one modulus-sized ciphertext per bit (SPEC.md §3.3, GM).
  *
  *   public key   n = p·q (|n| ≥ 2048), y          secret key   p, q
  *   Enc(b; x)    x² · y^b mod n, per bit b          Dec          b = 0 iff c is a square mod p
@@ -21,13 +21,14 @@
  * Share action: S = M XOR Q. As with Paillier, the manager's answer is a plain decryption XOR Q
  * (DESIGN.md §4).
  *
- * Encodings (SPEC.md §3.5): public key u16be(|n|) ‖ n ‖ y (|n| bytes); secret key lp16(p) ‖
+ * Encodings (SPEC.md §3.3): public key u16be(|n|) ‖ n ‖ y (|n| bytes); secret key lp16(p) ‖
  * lp16(q); ciphertext c_0 ‖ … ‖ c_255, each |n| bytes big-endian, c_i encrypting bit i of the
  * plaintext, bit i = (byte[i >> 3] >> (7 − (i & 7))) & 1 (most significant bit first); plaintext
  * and share 32 bytes.
  */
-import { concat, equalBytes, zeroize } from '../bytes.ts';
+
 import { byteLength, isPerfectSquare, jacobi, randomBelow } from '../bigint.ts';
+import { concat, equalBytes, zeroize } from '../bytes.ts';
 import { BlindfoldError, decodeError, decryptFailed } from '../errors.ts';
 import { type Rng, systemRng } from '../random.ts';
 import {
@@ -40,7 +41,6 @@ import {
   expandSeed,
   fingerprintOf,
   generatePrimePair,
-  type IntegerKeygen,
   type IntegerKeygenOptions,
 } from './int-common.ts';
 import type { BlindResult, HomomorphicScheme, KeyPair } from './scheme.ts';
@@ -140,8 +140,7 @@ export const gm: HomomorphicScheme<
   GmPlaintext,
   GmShare,
   GmBlind
-> &
-  IntegerKeygen<GmPublicKey, GmSecretKey> = {
+> = {
   id: ID,
   deterministic: false,
   supportsObliviousSampling: true,
@@ -242,7 +241,13 @@ export const gm: HomomorphicScheme<
 
   /** deriveKey(seed, "scheme/gm/plaintext", ·, 32), never all zero. */
   plaintextFromSeed(_pk: GmPublicKey, seed: Uint8Array): GmPlaintext {
-    return expandSeed(seed, `scheme/${ID}/plaintext`, 32, (b) => b.slice(), (b) => !isZero(b));
+    return expandSeed(
+      seed,
+      `scheme/${ID}/plaintext`,
+      32,
+      (b) => b.slice(),
+      (b) => !isZero(b),
+    );
   },
 
   equalPlaintext(a: GmPlaintext, b: GmPlaintext): boolean {
@@ -251,7 +256,13 @@ export const gm: HomomorphicScheme<
 
   /** deriveKey(seed, "scheme/gm/share", ·, 32), never all zero (the neutral share). */
   shareFromSeed(_pk: GmPublicKey, seed: Uint8Array): GmShare {
-    return expandSeed(seed, `scheme/${ID}/share`, 32, (b) => b.slice(), (b) => !isZero(b));
+    return expandSeed(
+      seed,
+      `scheme/${ID}/share`,
+      32,
+      (b) => b.slice(),
+      (b) => !isZero(b),
+    );
   },
 
   randomShare(_pk: GmPublicKey, rng: Rng = systemRng): GmShare {
@@ -265,7 +276,11 @@ export const gm: HomomorphicScheme<
   },
 
   /** C ⊕ Enc(Z) for a fresh uniform Z, with fresh squares on every element. */
-  blind(pk: GmPublicKey, c: GmCiphertext, rng: Rng = systemRng): BlindResult<GmCiphertext, GmBlind> {
+  blind(
+    pk: GmPublicKey,
+    c: GmCiphertext,
+    rng: Rng = systemRng,
+  ): BlindResult<GmCiphertext, GmBlind> {
     const z = rng(GM_PLAINTEXT_BYTES);
     const ciphertext = gm.rerandomize(pk, gm.combinePlain(pk, c, z), rng);
     return { ciphertext, blind: z };
@@ -296,7 +311,10 @@ export const gm: HomomorphicScheme<
     const y = decodeFixed(b.subarray(end), pk.nBytes, what);
     if (y === 0n || y >= n) throw decodeError(what, 'y out of range');
     if (jacobi(y, n) !== 1 || isPerfectSquare(y)) {
-      throw new BlindfoldError('ERR_PARAMS', `${what}: y must have Jacobi symbol +1 and not be a square`);
+      throw new BlindfoldError(
+        'ERR_PARAMS',
+        `${what}: y must have Jacobi symbol +1 and not be a square`,
+      );
     }
     return { ...pk, y };
   },

@@ -8,7 +8,7 @@
  *   - a secret key is lp16(p) ‖ lp16(q), p > q, each minimal big-endian (no leading zero byte).
  * Keys carry no scheme byte: the envelope that stores them adds it (SPEC.md §2.2).
  */
-import { bigToBytes, bytesToBig, concat, lp16, readU16be, u8, utf8 } from '../bytes.ts';
+
 import {
   bitLength,
   byteLength,
@@ -18,10 +18,10 @@ import {
   randomBelow,
   smallFactor,
 } from '../bigint.ts';
+import { bigToBytes, bytesToBig, concat, lp16, readU16be, u8, utf8 } from '../bytes.ts';
 import { BlindfoldError, decodeError, decryptFailed } from '../errors.ts';
 import { deriveKey, sha256 } from '../hash.ts';
 import { type Rng, systemRng } from '../random.ts';
-import type { KeyPair } from './scheme.ts';
 
 /** SPEC.md §3.3: no integer scheme accepts a modulus below 2048 bits. */
 export const MIN_MODULUS_BITS = 2048;
@@ -29,18 +29,14 @@ export const MIN_MODULUS_BITS = 2048;
 export const MAX_MODULUS_BITS = 8192;
 
 /**
- * Keygen options of the integer schemes. `generatePrime` lets the Node side substitute OpenSSL
- * (src/platform/node-primes.ts); primes it returns without their two top bits set are discarded.
+ * Keygen options of the integer schemes (the registry interface's options). `generatePrime` lets
+ * the Node side substitute OpenSSL (src/platform/node-primes.ts); primes it returns without their
+ * two top bits set are discarded.
  */
 export interface IntegerKeygenOptions {
   bits?: number;
   rng?: Rng;
   generatePrime?: (bits: number) => bigint;
-}
-
-/** The registry's `generateKeyPair` plus the `generatePrime` option. */
-export interface IntegerKeygen<PK, SK> {
-  generateKeyPair(opts?: IntegerKeygenOptions): KeyPair<PK, SK>;
 }
 
 /**

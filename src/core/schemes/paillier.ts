@@ -18,8 +18,9 @@
  * Encodings (SPEC.md §3.3): public key u16be(|n|) ‖ n; secret key lp16(p) ‖ lp16(q);
  * ciphertext |n²| bytes; plaintext and share |n| bytes; all big-endian, fixed length.
  */
-import { bigToBytes, equalBytes } from '../bytes.ts';
+
 import { byteLength, gcd, mod, modInv, modPow, randomBelow } from '../bigint.ts';
+import { bigToBytes, equalBytes } from '../bytes.ts';
 import { BlindfoldError, decodeError, decryptFailed } from '../errors.ts';
 import { type Rng, systemRng } from '../random.ts';
 import {
@@ -33,7 +34,6 @@ import {
   exponentBlind,
   fingerprintOf,
   generatePrimePair,
-  type IntegerKeygen,
   type IntegerKeygenOptions,
   isSecretSized,
   itemSecretBytes,
@@ -130,8 +130,7 @@ export const paillier: HomomorphicScheme<
   PaillierPlaintext,
   PaillierShare,
   PaillierBlind
-> &
-  IntegerKeygen<PaillierPublicKey, PaillierSecretKey> = {
+> = {
   id: ID,
   deterministic: false,
   supportsObliviousSampling: true,

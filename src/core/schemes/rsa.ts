@@ -1,5 +1,5 @@
 /**
- * Textbook RSA as a multiplicative homomorphism over Z_n^* (SPEC.md §3.4).
+ * Textbook RSA as a multiplicative homomorphism over Z_n^* (SPEC.md §3.3, RSA).
  *
  *   public key   n = p·q (|n| ≥ 2048), e = 65537    secret key   p, q (d and the CRT values derived)
  *   Enc(m)       m^e mod n                         Dec          c^d mod n, by CRT
@@ -7,7 +7,7 @@
  *
  * This is raw RSA, without OAEP or any padding, on purpose: the protocol needs
  * Enc(a)·Enc(b) = Enc(a·b), and padding exists precisely to destroy that. What raw RSA gives up,
- * and why the protocol does not need it (SPEC.md §3.4):
+ * and why the protocol does not need it (SPEC.md §3.3):
  *   - It is deterministic: equal plaintexts give equal ciphertexts, and `rerandomize` can only be
  *     the identity. The protocol never encrypts a guessable value: a master is a uniform 256-bit
  *     integer, and every request the key holder sees is blinded with a fresh uniform unit Z, so
@@ -21,11 +21,12 @@
  *     security level of the rest of the system.
  * Like Paillier, the manager's answer Dec(C')·Q is a plain decryption times Q (DESIGN.md §4).
  *
- * Encodings (SPEC.md §3.4): public key u16be(|n|) ‖ n ‖ u32be(e) with e = 65537; secret key
+ * Encodings (SPEC.md §3.3): public key u16be(|n|) ‖ n ‖ u32be(e) with e = 65537; secret key
  * lp16(p) ‖ lp16(q); ciphertext, plaintext and share |n| bytes big-endian.
  */
-import { bigToBytes, concat, equalBytes, readU32be, u32be } from '../bytes.ts';
+
 import { byteLength, gcd, lcm, mod, modInv, modPow, randomUnit } from '../bigint.ts';
+import { bigToBytes, concat, equalBytes, readU32be, u32be } from '../bytes.ts';
 import { BlindfoldError, decodeError, decryptFailed } from '../errors.ts';
 import { type Rng, systemRng } from '../random.ts';
 import {
@@ -39,7 +40,6 @@ import {
   exponentBlind,
   fingerprintOf,
   generatePrimePair,
-  type IntegerKeygen,
   type IntegerKeygenOptions,
   isSecretSized,
   isUnit,
@@ -49,7 +49,7 @@ import {
 } from './int-common.ts';
 import type { BlindResult, HomomorphicScheme, KeyPair } from './scheme.ts';
 
-/** The only public exponent we accept (SPEC.md §3.4). */
+/** The only public exponent we accept (SPEC.md §3.3). */
 export const RSA_E = 65537n;
 
 export interface RsaPublicKey {
@@ -116,8 +116,7 @@ export const rsa: HomomorphicScheme<
   RsaPlaintext,
   RsaShare,
   RsaBlind
-> &
-  IntegerKeygen<RsaPublicKey, RsaSecretKey> = {
+> = {
   id: ID,
   deterministic: true,
   supportsObliviousSampling: true,

@@ -88,9 +88,10 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   identity(pk: PK): PT;
   randomPlaintext(pk: PK, rng?: Rng): PT;
   /**
-   * Maps a 32-byte uniform seed to a (statistically) uniform plaintext, never the identity. The
-   * scheme expands the seed with deriveKey(seed, "scheme/<id>/plaintext", ...) to the length it
-   * needs (|n| + 128 bits for the integer schemes) and reduces.
+   * Maps a 32-byte uniform seed to a secret plaintext (a master key), never the identity, by
+   * deriveKey(seed, "scheme/<id>/plaintext", ...). For paillier and rsa the result is an integer
+   * below 2^256 (not uniform mod n) so that M ⊛ Q never wraps and every appliance's modulus yields
+   * the same item secret (SPEC.md §3.3).
    */
   plaintextFromSeed(pk: PK, seed: Uint8Array): PT;
   equalPlaintext(a: PT, b: PT): boolean;
