@@ -95,6 +95,8 @@ const children = new Set<ChildProcess>();
 const dirs: string[] = [];
 let manager: ManagerProcess | undefined;
 let appliance: Appliance | undefined;
+/** Set on Ctrl-C: the main flow's errors are then consequences of the stop, not failures. */
+let interrupted = false;
 
 /**
  * Our own direct node child processes still alive (Linux /proc: ppid == our pid). Catches a manager
@@ -148,6 +150,7 @@ async function releaseAll(): Promise<void> {
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
+    interrupted = true;
     process.stderr.write(`\n${sig}: stopping children and removing temp files\n`);
     releaseAll().finally(() => process.exit(130));
   });
@@ -636,7 +639,7 @@ async function main(): Promise<void> {
 
   // 4. Peak memory -------------------------------------------------------------------------------
   console.log(
-    `[4] peak RSS of a child process streaming a ${fmt(size / 1e6)} MB file${FULL ? '' : ' (default run: 256 MB, not 1 GB; use --full for 1 GB)'}`,
+    `[4] peak RSS of a child process streaming a ${fmt(size / 1e6)} MB file${size < 1e9 ? ` (${fmt(size / 1e6)} MB, not 1 GB: use --full for 1 GB)` : ''}`,
   );
   const out2 = join(fdir, 'child.bf');
   const me = await runFileChild('encrypt', {
@@ -686,8 +689,10 @@ try {
   await main();
 } catch (e) {
   process.exitCode = 1;
-  console.error(`\nbenchmark failed: ${(e as Error).stack ?? e}`);
-  if (manager) console.error(`manager stderr:\n${manager.stderr().slice(-2000)}`);
+  if (!interrupted) {
+    console.error(`\nbenchmark failed: ${(e as Error).stack ?? e}`);
+    if (manager) console.error(`manager stderr:\n${manager.stderr().slice(-2000)}`);
+  }
 } finally {
   await releaseAll();
   console.log(`(${fmt((performance.now() - started) / 1000, 1)} s)`);

@@ -100,12 +100,40 @@ describe('2-location modes end to end (real manager process, mTLS)', () => {
         const file = await encrypt(a, keyring, data);
         assert.deepEqual(await decrypt(a, file), data, `size ${size}`);
       }
-      // An appliance that holds no master key for this keyring cannot open its files.
-      const file = await encrypt(a, keyring, randomBytes(10));
-      await assert.rejects(
-        decrypt(b, file),
-        (e: Error & { code?: string }) => e.code === 'ERR_NOT_FOUND',
-      );
+      // An appliance that holds no master key for this keyring cannot open its files, and cannot
+      // silently make a second, different master for the same version.
+      const fileA = await encrypt(a, keyring, Buffer.from('before rotation'));
+      const code = (c: string) => (e: Error & { code?: string }) => e.code === c;
+      await assert.rejects(decrypt(b, fileA), code('ERR_NOT_FOUND'));
+      await assert.rejects(b.initKeyring(keyring), code('ERR_CONFLICT'));
+
+      // Manager-key rotation: add first, re-conceal, old files keep decrypting.
+      await m.op.request('POST', `/v1/keyrings/${keyring}/rotate`);
+      if (scheme === 'rsa') {
+        await assert.rejects(a.followManagerRotation(keyring), code('ERR_UNSUPPORTED_SCHEME'));
+      } else {
+        assert.equal(await a.followManagerRotation(keyring), 2);
+        assert.equal(a.latestVersions(keyring).managerVersion, 2);
+      }
+      const fileB = await encrypt(a, keyring, Buffer.from('after manager rotation'));
+      // Master-key rotation: a new master version, concealed at once.
+      await a.initKeyring(keyring);
+      assert.equal(a.latestVersions(keyring).masterVersion, 2);
+      const fileC = await encrypt(a, keyring, Buffer.from('after master rotation'));
+      assert.equal((await readHeader(Readable.from([fileC]))).header.fields.masterVersion, 2);
+      assert.equal((await decrypt(a, fileA)).toString(), 'before rotation');
+      assert.equal((await decrypt(a, fileB)).toString(), 'after manager rotation');
+      assert.equal((await decrypt(a, fileC)).toString(), 'after master rotation');
+
+      // Rewrap: the header moves to the newest versions, the chunks are copied untouched.
+      const { header, headerBytes } = await readHeader(Readable.from([fileA]));
+      const dek = unwrapDek(headerBytes, await a.openItem(header));
+      const item = await a.newItem(keyring);
+      const fields = { ...item.fields, fileNonce: header.fields.fileNonce };
+      const newHeader = sealFileHeader(fields, item.kek, dek);
+      const rewrapped = Buffer.concat([newHeader, fileA.subarray(header.headerLength)]);
+      assert.equal((await readHeader(Readable.from([rewrapped]))).header.fields.masterVersion, 2);
+      assert.equal((await decrypt(a, rewrapped)).toString(), 'before rotation');
     });
   }
 });

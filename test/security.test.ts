@@ -256,11 +256,13 @@ describe('threat model, 2-location modes', () => {
     const { openSqliteStore } = await import('../src/store/sqlite.ts');
     const store = openSqliteStore(join(home, 'blindfold.db'));
     try {
-      const rec = await store.getApplianceKey(a.id, 'default', 1);
+      const rec = await store.getApplianceKey(a.id, 'default', 1, 1);
       assert.ok(rec);
       const sealer = createSealer(fromB64u(rootKey));
       const ec = getScheme('ec-elgamal');
-      const sk = ec.decodeSecretKey(sealer.open(`appliance/${a.id}/default/v1`, rec.sealedSecret));
+      const sk = ec.decodeSecretKey(
+        sealer.open(`appliance/${a.id}/default/v1/m1`, rec.sealedSecret),
+      );
       const st = await loadState(adir);
       const pk = ec.publicKeyOf(sk);
       const m = ec.decrypt(

@@ -12,14 +12,17 @@ import { join } from 'node:path';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { type DecodedHeader, decodeHeader, type HeaderFields } from '../core/format.ts';
+import { sha256 } from '../core/hash.ts';
 import { getSplitOperator } from '../core/operators.ts';
 import {
   homMode,
   type ItemRef,
   isMode,
+  itemContext,
   itemKek,
   MODE_CODES,
   type Mode,
+  reconceal,
   splitMode,
 } from '../core/protocol.ts';
 import { seededRng } from '../core/random.ts';
@@ -162,12 +165,55 @@ export interface ApplianceOptions {
   state: ApplianceState;
   /** Test-only hook (never set in production code paths): sees every item secret. */
   onItemSecret?: (keyring: string, secret: Uint8Array) => void;
+  /**
+   * Optional cache of item KEKs (off by default: an item key then exists only while a request
+   * uses it, T2). Bounded in entries and time; evicted keys are wiped.
+   */
+  cache?: { maxEntries: number; ttlMs: number };
+}
+
+/** A bounded, expiring KEK cache whose evictions zeroize the key. */
+class KekCache {
+  private readonly map = new Map<string, { kek: Uint8Array; expires: number }>();
+  constructor(
+    private readonly max: number,
+    private readonly ttlMs: number,
+  ) {}
+
+  get(key: string): Uint8Array | undefined {
+    const e = this.map.get(key);
+    if (!e) return undefined;
+    if (e.expires <= Date.now()) {
+      this.delete(key);
+      return undefined;
+    }
+    this.map.delete(key); // LRU: move to the end
+    this.map.set(key, e);
+    return new Uint8Array(e.kek);
+  }
+
+  set(key: string, kek: Uint8Array): void {
+    this.delete(key);
+    this.map.set(key, { kek: new Uint8Array(kek), expires: Date.now() + this.ttlMs });
+    while (this.map.size > this.max) this.delete(this.map.keys().next().value as string);
+  }
+
+  private delete(key: string): void {
+    const e = this.map.get(key);
+    if (e) zeroize(e.kek);
+    this.map.delete(key);
+  }
+
+  clear(): void {
+    for (const k of [...this.map.keys()]) this.delete(k);
+  }
 }
 
 export class Appliance {
   readonly client: JsonClient;
   state: ApplianceState;
   private readonly dir: string;
+  private readonly cache?: KekCache;
   private readonly decoded = new Map<
     string,
     { pk: unknown; concealed: unknown; blind?: unknown }
@@ -176,6 +222,9 @@ export class Appliance {
   constructor(private readonly o: ApplianceOptions) {
     this.state = o.state;
     this.dir = o.dir;
+    if (o.cache && o.cache.maxEntries > 0 && o.cache.ttlMs > 0) {
+      this.cache = new KekCache(o.cache.maxEntries, o.cache.ttlMs);
+    }
     this.client = createJsonClient({
       baseUrl: o.state.managerUrl,
       caPem: o.state.caPem,
@@ -185,6 +234,7 @@ export class Appliance {
   }
 
   close(): void {
+    this.cache?.clear();
     this.client.close();
   }
 
@@ -195,7 +245,15 @@ export class Appliance {
   /** The manager's signature over our public key proves it came from the manager (seed I). */
   private checkKeyStatement(a: KeyAnswer): void {
     const pub = fromB64u(a.publicKey);
-    const statement = keyStatement(this.id, a.keyring, a.managerVersion, a.mode, a.scheme, pub);
+    const statement = keyStatement(
+      this.id,
+      a.keyring,
+      a.managerVersion,
+      a.masterVersion,
+      a.mode,
+      a.scheme,
+      pub,
+    );
     const ok = verifySignature(
       'sha256',
       statement,
@@ -216,12 +274,22 @@ export class Appliance {
     if (!isMode(info.mode))
       throw new BlindfoldError('ERR_UNSUPPORTED_SCHEME', `unknown mode ${info.mode}`);
     const existing = this.state.keyrings[keyring];
-    const masterVersion = existing ? info.masterVersion + 1 : info.masterVersion;
-    if (existing) {
-      // A new master version: tell the manager first (compare-and-swap), then conceal.
+    let masterVersion: number;
+    if (existing || info.masterVersion === 0) {
+      // A new master version (the first, or a rotation): claim it first (compare-and-swap).
       await this.client.request('POST', `/v1/keyrings/${keyring}/master`, {
         expected: info.masterVersion,
       });
+      masterVersion = info.masterVersion + 1;
+    } else if (opts.importKey) {
+      // Joining a keyring whose master exists: only the same key material makes the same items.
+      masterVersion = info.masterVersion;
+    } else {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `keyring ${keyring} already has a master key (version ${info.masterVersion}) made by another appliance: ` +
+          'join with --import-key and the same key material (cluster vouching is planned, issue #5)',
+      );
     }
     const c = await this.concealNewMaster(
       keyring,
@@ -234,6 +302,101 @@ export class Appliance {
     ks.concealments.push(c);
     this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
     await saveState(this.dir, this.state);
+  }
+
+  /**
+   * After a manager-key rotation: re-conceal the newest master under the manager's newest key
+   * version (SPEC.md §5.5), so that new items use it. Older concealments stay for older files.
+   * Returns the manager version now in use.
+   */
+  async followManagerRotation(keyring: string): Promise<number> {
+    const info = await this.client.request<KeyringInfo>('GET', `/v1/keyrings/${keyring}/current`);
+    const { ks, c } = this.concealment(keyring);
+    if (c.managerVersion >= info.managerVersion) return c.managerVersion;
+    const to = info.managerVersion;
+    let next: Concealment;
+    if (ks.mode === 'split') {
+      const op = getSplitOperator(ks.scheme);
+      const { delta, blindedMaster } = reconceal.splitRequest(op, fromB64u(c.concealed));
+      await this.client.request('POST', `/v1/keyrings/${keyring}/reconceal`, {
+        fromVersion: c.managerVersion,
+        toVersion: to,
+        masterVersion: c.masterVersion,
+        delta: toB64u(delta),
+      });
+      zeroize(delta);
+      next = {
+        masterVersion: c.masterVersion,
+        managerVersion: to,
+        concealed: toB64u(blindedMaster),
+      };
+    } else {
+      const scheme = getScheme(ks.scheme);
+      if (!scheme.transfer) {
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          `${ks.scheme} cannot re-conceal under a new manager key: rotate the master key (keys rotate --master)`,
+        );
+      }
+      const a = await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
+        managerVersion: to,
+        masterVersion: c.masterVersion,
+      });
+      this.checkKeyStatement(a);
+      const pkNew = scheme.decodePublicKey(fromB64u(a.publicKey));
+      const d = this.decodedFor(ks, c);
+      const { ciphertext, blind } = scheme.transfer.blind(d.pk, d.concealed);
+      const out = await this.client.request<{ ciphertext: string }>(
+        'POST',
+        `/v1/keyrings/${keyring}/reconceal`,
+        {
+          fromVersion: c.managerVersion,
+          toVersion: to,
+          masterVersion: c.masterVersion,
+          blinded: toB64u(scheme.encodeCiphertext(d.pk, ciphertext)),
+        },
+      );
+      const ct = scheme.transfer.unblindCiphertext(
+        pkNew,
+        blind,
+        scheme.decodeCiphertext(pkNew, fromB64u(out.ciphertext, 'ciphertext')),
+      );
+      scheme.wipeBlind(blind);
+      next = {
+        masterVersion: c.masterVersion,
+        managerVersion: to,
+        publicKey: a.publicKey,
+        concealed: toB64u(scheme.encodeCiphertext(pkNew, ct)),
+      };
+      if (ks.mode === 'hom2-opt') {
+        next.optSeed = await this.optSetup(keyring, to, c.masterVersion, scheme, pkNew, ct);
+      }
+    }
+    ks.concealments.push(next);
+    this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
+    await saveState(this.dir, this.state);
+    return to;
+  }
+
+  private async optSetup(
+    keyring: string,
+    managerVersion: number,
+    masterVersion: number,
+    scheme: ReturnType<typeof getScheme>,
+    pk: unknown,
+    ct: unknown,
+  ): Promise<string> {
+    const optSeed = new Uint8Array(randomBytes(32));
+    const { ciphertext, blind } = scheme.blind(pk, ct, seededRng(optSeed));
+    scheme.wipeBlind(blind);
+    await this.client.request('POST', `/v1/keyrings/${keyring}/opt-setup`, {
+      managerVersion,
+      masterVersion,
+      blinded: toB64u(scheme.encodeCiphertext(pk, ciphertext)),
+    });
+    const out = toB64u(optSeed);
+    zeroize(optSeed);
+    return out;
   }
 
   private async concealNewMaster(
@@ -252,6 +415,7 @@ export class Appliance {
         zeroize(master);
         await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
           managerVersion,
+          masterVersion,
           r: toB64u(r),
         });
         zeroize(r);
@@ -260,6 +424,7 @@ export class Appliance {
       const scheme = getScheme(info.scheme);
       const a = await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
         managerVersion,
+        masterVersion,
       });
       this.checkKeyStatement(a);
       const pk = scheme.decodePublicKey(fromB64u(a.publicKey));
@@ -272,17 +437,8 @@ export class Appliance {
         publicKey: a.publicKey,
         concealed: toB64u(scheme.encodeCiphertext(pk, ct)),
       };
-      if (info.mode === 'hom2-opt') {
-        const optSeed = new Uint8Array(randomBytes(32));
-        const { ciphertext, blind } = scheme.blind(pk, ct, seededRng(optSeed));
-        scheme.wipeBlind(blind);
-        await this.client.request('POST', `/v1/keyrings/${keyring}/opt-setup`, {
-          managerVersion,
-          blinded: toB64u(scheme.encodeCiphertext(pk, ciphertext)),
-        });
-        c.optSeed = toB64u(optSeed);
-        zeroize(optSeed);
-      }
+      if (info.mode === 'hom2-opt')
+        c.optSeed = await this.optSetup(keyring, managerVersion, masterVersion, scheme, pk, ct);
       return c;
     } finally {
       zeroize(seed);
@@ -312,6 +468,12 @@ export class Appliance {
       );
     }
     return { ks, c };
+  }
+
+  /** The versions new items of this keyring use on this appliance. */
+  latestVersions(keyring: string): { masterVersion: number; managerVersion: number } {
+    const { c } = this.concealment(keyring);
+    return { masterVersion: c.masterVersion, managerVersion: c.managerVersion };
   }
 
   /** Decoded scheme objects for a concealment, cached (no repeated decoding on hot paths). */
@@ -384,6 +546,17 @@ export class Appliance {
         'the header names a mode or scheme this keyring does not use',
       );
     }
+    // The cache key covers everything the manager checks, the ticket included.
+    const cacheKey = this.cache
+      ? toB64u(
+          sha256(
+            f.ticket,
+            itemContext({ ...f, managerVersion: f.managerKeyVersion, entropy: f.itemData }),
+          ),
+        )
+      : '';
+    const hit = this.cache?.get(cacheKey);
+    if (hit) return hit;
     const prepared = this.prepare(ks, c);
     const body: Record<string, unknown> = {
       keyring: f.keyring,
@@ -404,7 +577,9 @@ export class Appliance {
       managerVersion: f.managerKeyVersion,
       entropy: f.itemData,
     };
-    return this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+    const kek = this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+    this.cache?.set(cacheKey, kek);
+    return kek;
   }
 
   private schemeCode(ks: KeyringState): number {

@@ -22,6 +22,7 @@ export interface ApplianceRunOptions {
   port?: number;
   logger?: boolean | object;
   onItemSecret?: (keyring: string, secret: Uint8Array) => void;
+  cache?: { maxEntries: number; ttlMs: number };
 }
 
 export interface RunningAppliance {
@@ -60,7 +61,12 @@ export async function readLocalInfo(home: string): Promise<{ url: string; token:
 
 export async function startAppliance(o: ApplianceRunOptions): Promise<RunningAppliance> {
   const state = await loadState(o.home);
-  const appliance = new Appliance({ dir: o.home, state, onItemSecret: o.onItemSecret });
+  const appliance = new Appliance({
+    dir: o.home,
+    state,
+    onItemSecret: o.onItemSecret,
+    cache: o.cache,
+  });
   const token = await ensureLocalToken(o.home);
   const app = await buildLocalServer({
     appliance,

@@ -8,7 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { equalBytes, fromB64u, toB64u, utf8, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
-import { freshFileSecrets } from '../core/format.ts';
+import { decodeHeader, freshFileSecrets } from '../core/format.ts';
 import { sha256 } from '../core/hash.ts';
 import {
   b64u,
@@ -183,6 +183,78 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
       const out = { header: request.body.header, dek: toB64u(dek) };
       zeroize(dek);
       return out;
+    },
+  );
+
+  app.post<{ Body: { header: string } }>(
+    '/v1/datakey/rewrap',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['header'],
+          properties: { header: b64u(140000, 12) },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { header: { type: 'string' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      auth(request);
+      // Rotation without re-encryption (SPEC.md §6.4): the DEK moves to a new item under the
+      // newest versions; it never leaves the appliance, and the chunks stay as they are.
+      const old = decodeHeader(fromB64u(request.body.header, 'header'));
+      const oldKek = await o.appliance.openItem(old);
+      const dek = unwrapDek(old, oldKek);
+      zeroize(oldKek);
+      try {
+        const item = await o.appliance.newItem(old.fields.keyring);
+        const header = sealFileHeader(
+          { ...item.fields, fileNonce: old.fields.fileNonce },
+          item.kek,
+          dek,
+        );
+        zeroize(item.kek);
+        return { header: toB64u(header) };
+      } finally {
+        zeroize(dek);
+      }
+    },
+  );
+
+  app.post<{ Body: { keyring: string; master?: boolean } }>(
+    '/v1/keys/rotate',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyring'],
+          properties: { keyring: keyringName, master: { type: 'boolean' } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { masterVersion: { type: 'integer' }, managerVersion: { type: 'integer' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      auth(request);
+      const { keyring, master } = request.body;
+      if (master) await o.appliance.initKeyring(keyring);
+      else await o.appliance.followManagerRotation(keyring);
+      return o.appliance.latestVersions(keyring);
     },
   );
 

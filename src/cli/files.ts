@@ -197,3 +197,36 @@ async function openDek(local: JsonClient, headerBytes: Uint8Array): Promise<Uint
   });
   return fromB64u(r.dek, 'dek');
 }
+
+/** Replaces a file's header with one under the newest key versions; chunks are copied as they are. */
+export async function rewrapFile(
+  local: JsonClient,
+  input: string,
+  output?: string,
+): Promise<{ input: string; output: string; payloadBytes: number }> {
+  const header = await readFileHeader(input);
+  const oldHeader = await rawHeader(input, header.headerLength);
+  const r = await local.request<{ header: string }>('POST', '/v1/datakey/rewrap', {
+    header: toB64u(oldHeader),
+  });
+  const newHeader = fromB64u(r.header, 'header');
+  const outPath = output ?? input;
+  const out = await openOutput(outPath);
+  try {
+    let payloadBytes = 0;
+    const src = createReadStream(input, { start: header.headerLength, highWaterMark: 1 << 20 });
+    await new Promise<void>((resolve, reject) =>
+      out.stream.write(newHeader, (e) => (e ? reject(e) : resolve())),
+    );
+    for await (const c of src) {
+      payloadBytes += (c as Buffer).length;
+      if (!out.stream.write(c)) await new Promise((res) => out.stream.once('drain', res));
+    }
+    if (out.end) out.stream.end();
+    await out.commit();
+    return { input, output: outPath, payloadBytes };
+  } catch (e) {
+    await out.abort();
+    throw e instanceof BlindfoldError ? e : toIoError(e, 'rewrap', input);
+  }
+}

@@ -13,7 +13,7 @@ import { BlindfoldError, isBlindfoldError } from '../core/errors.ts';
 import { OPERATOR_TOKEN_FILE, rootKeyFromEnv, startManager } from '../manager/run.ts';
 import { loadRootKey } from '../manager/seal.ts';
 import type { StoredAuditEntry } from '../store/types.ts';
-import { decryptFile, encryptFile } from './files.ts';
+import { decryptFile, encryptFile, rewrapFile } from './files.ts';
 
 const HELP: Record<string, string> = {
   main: `blindfold — a key manager that never sees the keys it manages
@@ -28,6 +28,7 @@ Commands:
   encrypt FILE       encrypt a file (or - for stdin) through the local appliance
   decrypt FILE       decrypt a file (or - for stdin); --range START:END for a byte range
   status             show the local deployment
+  rewrap FILE        move a file to the newest key versions without re-encrypting it
   keys rotate        rotate a keyring's manager key or master key
   audit verify       verify the manager's audit hash chain
 
@@ -58,9 +59,11 @@ Enrolls with a one-time enrollment token, generates the master key here and conc
 (or imports 32 bytes of key material from FILE). The plain master key is never stored or sent.
 With an existing enrollment, --keyring joins another keyring or adds a new master-key version.
 `,
-  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301]
+  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS]
 
-Serves the local API on 127.0.0.1 (token in DIR/local-api.token).
+Serves the local API on 127.0.0.1 (token in DIR/local-api.token). Item keys live in memory only
+while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
+--cache-ttl seconds (default 60), wiped on eviction.
 `,
   encrypt: `Usage: blindfold encrypt FILE|- [-o OUT|-] [--keyring default] [--home DIR]
 
@@ -74,8 +77,16 @@ tampered or truncated file fails and leaves no output. --range decrypts bytes [S
   status: `Usage: blindfold status [--home DIR]\n`,
   'keys rotate': `Usage: blindfold keys rotate [--keyring default] [--master] [--home DIR]
 
-Without --master: a new manager-key version (operator). With --master: a new master-key version,
-generated and concealed on the appliance. Existing files keep decrypting with their versions.
+Without --master: a new manager-key version (operator), and the running appliance re-conceals its
+master under it without anyone seeing the master. With --master: a new master-key version,
+generated and concealed on the appliance. New files use the new versions; existing files keep
+decrypting with theirs (nothing is retired). "blindfold rewrap FILE" moves a file to the newest
+versions by replacing its header only.
+`,
+  rewrap: `Usage: blindfold rewrap FILE [-o OUT] [--home DIR]
+
+Re-wraps the file's data key under a new item with the keyring's newest key versions and copies
+the encrypted chunks unchanged (no re-encryption). Without -o the file is replaced atomically.
 `,
   'audit verify': `Usage: blindfold audit verify [--home DIR] [--manager URL]
 
@@ -254,13 +265,21 @@ async function readImportKey(path: string): Promise<Uint8Array> {
 }
 
 async function cmdApplianceRun(args: string[]) {
-  const { values } = parse('appliance run', args, { port: { type: 'string' } });
+  const { values } = parse('appliance run', args, {
+    port: { type: 'string' },
+    'cache-size': { type: 'string' },
+    'cache-ttl': { type: 'string' },
+  });
   if (values.help) return console.log(HELP['appliance run']);
   const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
   const a = await startAppliance({
     home: h,
     port: int(values.port, '--port', 7301),
     logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
+    cache: {
+      maxEntries: int(values['cache-size'], '--cache-size', 0),
+      ttlMs: 1000 * int(values['cache-ttl'], '--cache-ttl', 60),
+    },
   });
   console.error(`blindfold appliance ${a.appliance.id} local API on ${a.url}`);
   await waitForSignal(() => a.close());
@@ -343,29 +362,46 @@ async function cmdKeysRotate(args: string[]) {
   if (values.help) return console.log(HELP['keys rotate']);
   const h = home(values);
   const keyring = values.keyring ?? 'default';
-  if (values.master) {
-    const ah = join(h, 'appliance');
-    const { Appliance } = await import('../appliance/appliance.ts');
-    const a = new Appliance({ dir: ah, state: await loadState(ah) });
+  if (!values.master) {
+    // Rotation adds first: the manager creates the new version, then the appliance re-conceals
+    // its master under it; nothing is retired, so every existing file keeps decrypting.
+    const op = await operatorClient(h);
     try {
-      await a.initKeyring(keyring);
+      await op.request('POST', `/v1/keyrings/${keyring}/rotate`);
     } finally {
-      a.close();
+      op.close();
     }
-    console.error(
-      `keyring ${keyring}: new master-key version concealed; restart the appliance to use it`,
-    );
-    return;
   }
-  const op = await operatorClient(h);
+  const local = await localClient(h);
   try {
-    const k = await op.request<{ managerVersion: number }>(
+    const v = await local.request<{ masterVersion: number; managerVersion: number }>(
       'POST',
-      `/v1/keyrings/${keyring}/rotate`,
+      '/v1/keys/rotate',
+      {
+        keyring,
+        master: values.master === true,
+      },
     );
-    console.error(`keyring ${keyring}: manager key version ${k.managerVersion}`);
+    console.error(
+      `keyring ${keyring}: new items use master key version ${v.masterVersion}, manager key version ${v.managerVersion}`,
+    );
   } finally {
-    op.close();
+    local.close();
+  }
+}
+
+async function cmdRewrap(args: string[]) {
+  const { values, positionals } = parse('rewrap', args, { output: { type: 'string', short: 'o' } });
+  if (values.help) return console.log(HELP.rewrap);
+  if (positionals.length !== 1) usage('rewrap', 'rewrap takes exactly one FILE');
+  const local = await localClient(home(values));
+  try {
+    const r = await rewrapFile(local, positionals[0]!, values.output);
+    console.error(
+      `rewrapped ${r.input} -> ${r.output} (header only; ${r.payloadBytes} payload bytes copied)`,
+    );
+  } finally {
+    local.close();
   }
 }
 
@@ -426,6 +462,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'status':
         await cmdStatus(argv.slice(1));
+        return 0;
+      case 'rewrap':
+        await cmdRewrap(argv.slice(1));
         return 0;
       case 'keys':
         if (sub !== 'rotate') usage('main', 'did you mean "blindfold keys rotate"?');

@@ -3,6 +3,7 @@
  * HKDF is RFC 5869; test/rfc5869.test.ts runs its SHA-256 vectors.
  */
 import { concat, utf8 } from './bytes.ts';
+import { BlindfoldError } from './errors.ts';
 import { sodium } from './sodium.ts';
 
 export function sha256(...parts: Uint8Array[]): Uint8Array {
@@ -34,7 +35,7 @@ export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
 /** RFC 5869 §2.3 HKDF-Expand. */
 export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   if (!Number.isInteger(length) || length < 1 || length > 255 * 32) {
-    throw new RangeError('HKDF output length out of range');
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'HKDF output length must be 1 to 8160 bytes');
   }
   const out = new Uint8Array(length);
   let t: Uint8Array = new Uint8Array(0);

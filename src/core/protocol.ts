@@ -148,3 +148,20 @@ export const homMode = {
     return s.secretBytes(pk, secret);
   },
 };
+
+// ---------------------------------------------------------------------------------------------
+// Re-concealment (SPEC.md §5.5): move a concealed master to another manager key (rotation) or,
+// later, to another appliance (vouching, §5.7) without anyone seeing M.
+
+export const reconceal = {
+  /** split, at the appliance: a fresh δ; the new blinded master is (M ⊕ r) ⊕ δ = M ⊕ (r ⊕ δ). */
+  splitRequest(op: SplitOperator, blindedMaster: Uint8Array, rng: Rng = systemRng) {
+    const delta = op.random(rng);
+    return { delta, blindedMaster: op.op(blindedMaster, delta) };
+  },
+  /** split, at the manager: r' = r ⊕ δ, the blinding that matches the new blinded master. */
+  splitAnswer(op: SplitOperator, r: Uint8Array, delta: Uint8Array): Uint8Array {
+    op.check(delta);
+    return op.op(r, delta);
+  },
+};

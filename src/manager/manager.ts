@@ -19,6 +19,7 @@ import {
   isMode,
   itemContext,
   type Mode,
+  reconceal,
   splitMode,
 } from '../core/protocol.ts';
 import { getScheme } from '../core/schemes/index.ts';
@@ -103,6 +104,7 @@ export function keyStatement(
   applianceId: string,
   keyring: string,
   managerVersion: number,
+  masterVersion: number,
   mode: string,
   scheme: string,
   publicKey: Uint8Array,
@@ -113,6 +115,7 @@ export function keyStatement(
     lp16(utf8(applianceId)),
     lp16(utf8(keyring)),
     u32be(managerVersion),
+    u32be(masterVersion),
     lp16(utf8(mode)),
     lp16(utf8(scheme)),
     lp16(publicKey),
@@ -165,7 +168,8 @@ export class Manager {
       name: input.name,
       mode: input.mode,
       scheme,
-      masterVersion: 1,
+      // No master yet: the first appliance that conceals one moves it to 1 (SPEC.md §5.5).
+      masterVersion: 0,
       managerVersion: 1,
       status: 'enabled',
       createdAt: now,
@@ -362,6 +366,11 @@ export class Manager {
     await this.d.audit.record({ actor, action: 'appliance.revoke', item: id });
   }
 
+  /** Records a refusal that happened before a service method ran (e.g. a revoked caller). */
+  auditRefusal(actor: string, action: string, code: string): void {
+    void this.d.audit.enqueue({ actor, action, outcome: 'refused', code });
+  }
+
   /** Resolves an authenticated peer (by certificate fingerprint) to a trusted appliance. */
   applianceByFingerprint(identityFingerprint: string): ApplianceRecord | undefined {
     for (const a of this.appliances.values()) {
@@ -385,12 +394,19 @@ export class Manager {
     applianceId: string,
     keyringName: string,
     managerVersion: number,
+    masterVersion: number,
     r?: Uint8Array,
   ) {
     this.trustedAppliance(applianceId);
     const k = this.keyring(keyringName);
     this.checkManagerVersion(k, managerVersion);
-    let rec = await this.d.store.getApplianceKey(applianceId, keyringName, managerVersion);
+    this.checkMasterVersion(k, masterVersion);
+    let rec = await this.d.store.getApplianceKey(
+      applianceId,
+      keyringName,
+      managerVersion,
+      masterVersion,
+    );
     if (!rec) {
       const now = this.now();
       let publicKey: Uint8Array = new Uint8Array(0);
@@ -406,11 +422,12 @@ export class Manager {
         publicKey = scheme.encodePublicKey(kp.publicKey);
         secret = scheme.encodeSecretKey(kp.secretKey);
       }
-      const name = applianceSecretName(applianceId, keyringName, managerVersion);
+      const name = applianceSecretName(applianceId, keyringName, managerVersion, masterVersion);
       rec = await this.d.store.putApplianceKey({
         applianceId,
         keyring: keyringName,
         managerVersion,
+        masterVersion,
         publicKey,
         sealedSecret: this.d.sealer.seal(name, secret),
         sealedExtra: null,
@@ -426,7 +443,7 @@ export class Manager {
     } else if (k.mode === 'split' && r) {
       // Idempotent retry with the same r is fine; a different r would silently break items.
       const stored = this.d.sealer.open(
-        applianceSecretName(applianceId, keyringName, managerVersion),
+        applianceSecretName(applianceId, keyringName, managerVersion, masterVersion),
         rec.sealedSecret,
       );
       const same = equalBytes(stored, r);
@@ -439,6 +456,7 @@ export class Manager {
       applianceId,
       keyringName,
       managerVersion,
+      masterVersion,
       k.mode,
       k.scheme,
       rec.publicKey,
@@ -446,6 +464,7 @@ export class Manager {
     return {
       keyring: keyringName,
       managerVersion,
+      masterVersion,
       mode: k.mode,
       scheme: k.scheme,
       publicKey: rec.publicKey,
@@ -458,12 +477,13 @@ export class Manager {
     applianceId: string,
     keyringName: string,
     managerVersion: number,
+    masterVersion: number,
     blinded: Uint8Array,
   ) {
     this.trustedAppliance(applianceId);
     const k = this.keyring(keyringName);
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
-    const key = await this.loadApplianceKey(applianceId, k, managerVersion);
+    const key = await this.loadApplianceKey(applianceId, k, managerVersion, masterVersion);
     if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
     // X_A is set once: a second setup would let a live appliance swap in Enc(neutral) and, with
     // the integer schemes, read Q_i in the clear (SPEC.md §5.3).
@@ -477,11 +497,12 @@ export class Manager {
     this.groupOps++;
     const x = homMode.optSetup(key.scheme, key.sk, ct);
     const xBytes = key.scheme.encodePlaintext(key.pk, x);
-    const name = `${applianceSecretName(applianceId, keyringName, managerVersion)}/x`;
+    const name = `${applianceSecretName(applianceId, keyringName, managerVersion, masterVersion)}/x`;
     await this.d.store.setApplianceKeyExtra(
       applianceId,
       keyringName,
       managerVersion,
+      masterVersion,
       this.d.sealer.seal(name, xBytes),
     );
     xBytes.fill(0);
@@ -492,6 +513,60 @@ export class Manager {
       keyring: keyringName,
       keyVersion: managerVersion,
     });
+  }
+
+  /**
+   * Re-concealment of an appliance's master for a newer manager-key version (SPEC.md §5.5):
+   * split: r' = r ⊕ δ is stored for the new version; hom modes: the blinded Enc_old(M·β) is
+   * decrypted with the old key and encrypted under the new one. The manager sees only blinded
+   * values.
+   */
+  async reconceal(
+    applianceId: string,
+    keyringName: string,
+    fromVersion: number,
+    toVersion: number,
+    masterVersion: number,
+    input: { delta?: Uint8Array; blinded?: Uint8Array },
+  ): Promise<{ ciphertext?: Uint8Array }> {
+    this.trustedAppliance(applianceId);
+    const k = this.keyring(keyringName);
+    this.checkManagerVersion(k, fromVersion);
+    this.checkManagerVersion(k, toVersion);
+    if (toVersion <= fromVersion) throw bad('toVersion must be newer than fromVersion');
+    const old = await this.loadApplianceKey(applianceId, k, fromVersion, masterVersion);
+    let out: { ciphertext?: Uint8Array };
+    if (old.mode === 'split') {
+      if (!input.delta || input.blinded) throw bad('split mode re-concealment takes delta only');
+      const r2 = reconceal.splitAnswer(old.op, old.r, input.delta);
+      this.groupOps++;
+      await this.applianceKey(applianceId, keyringName, toVersion, masterVersion, r2);
+      r2.fill(0);
+      out = {};
+    } else {
+      if (!input.blinded || input.delta)
+        throw bad('re-concealment in hom modes takes blinded only');
+      const transfer = old.scheme.transfer;
+      if (!transfer) {
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          `${k.scheme} cannot re-conceal a master under another key; rotate the master key instead`,
+        );
+      }
+      const target = await this.loadApplianceKey(applianceId, k, toVersion, masterVersion);
+      if (target.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+      const ct = old.scheme.decodeCiphertext(old.pk, input.blinded);
+      this.groupOps++;
+      const re = transfer.reencrypt(old.sk, target.pk, ct);
+      out = { ciphertext: target.scheme.encodeCiphertext(target.pk, re) };
+    }
+    await this.d.audit.record({
+      actor: applianceId,
+      action: 'appliance.reconceal',
+      keyring: keyringName,
+      keyVersion: toVersion,
+    });
+    return out;
   }
 
   // -- sub-process II: a new protected item -------------------------------------------------------
@@ -522,7 +597,7 @@ export class Manager {
       entropy: input.entropy,
     };
     const keys = await this.keysFor(k.name, managerVersion);
-    const appKey = await this.loadApplianceKey(applianceId, k, managerVersion);
+    const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
     const answer = this.answer(appKey, keys, ref, input.blinded);
     await this.d.store.insertItem({
       keyring: k.name,
@@ -582,7 +657,12 @@ export class Manager {
         },
         Math.floor(this.now() / 1000),
       );
-      const appKey = await this.loadApplianceKey(applianceId, k, input.managerVersion);
+      const appKey = await this.loadApplianceKey(
+        applianceId,
+        k,
+        input.managerVersion,
+        input.masterVersion,
+      );
       const answer = this.answer(appKey, keys, ref, input.blinded);
       await this.d.audit.record({
         actor: applianceId,
@@ -657,6 +737,15 @@ export class Manager {
     }
   }
 
+  private checkMasterVersion(k: KeyringRecord, v: number) {
+    if (!Number.isInteger(v) || v < 1 || v > k.masterVersion) {
+      throw new BlindfoldError(
+        'ERR_NOT_FOUND',
+        `keyring ${k.name} has no master version ${v} (current: ${k.masterVersion})`,
+      );
+    }
+  }
+
   private async keysForExisting(k: KeyringRecord, v: number): Promise<KeyringKeys> {
     this.checkManagerVersion(k, v);
     return this.keysFor(k.name, v);
@@ -690,18 +779,19 @@ export class Manager {
     applianceId: string,
     k: KeyringRecord,
     v: number,
+    master: number,
   ): Promise<ApplianceKey> {
-    const cacheKey = `${applianceId}|${k.name}|${v}`;
+    const cacheKey = `${applianceId}|${k.name}|${v}|${master}`;
     const hit = this.applianceKeys.get(cacheKey);
     if (hit) return hit;
-    const rec = await this.d.store.getApplianceKey(applianceId, k.name, v);
+    const rec = await this.d.store.getApplianceKey(applianceId, k.name, v, master);
     if (!rec) {
       throw new BlindfoldError(
         'ERR_FORBIDDEN',
-        `appliance ${applianceId} holds no key for keyring ${k.name} version ${v}`,
+        `appliance ${applianceId} holds no key for keyring ${k.name} manager version ${v}, master version ${master}`,
       );
     }
-    const name = applianceSecretName(applianceId, k.name, v);
+    const name = applianceSecretName(applianceId, k.name, v, master);
     const secret = this.d.sealer.open(name, rec.sealedSecret);
     let key: ApplianceKey;
     if (k.mode === 'split') {
@@ -724,8 +814,13 @@ export class Manager {
   }
 }
 
-export function applianceSecretName(applianceId: string, keyring: string, v: number): string {
-  return `appliance/${applianceId}/${keyring}/v${v}`;
+export function applianceSecretName(
+  applianceId: string,
+  keyring: string,
+  v: number,
+  master: number,
+): string {
+  return `appliance/${applianceId}/${keyring}/v${v}/m${master}`;
 }
 
 export function newRequestId(): string {

@@ -103,7 +103,17 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     }
     const a = manager.applianceByFingerprint(fpr);
     if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance certificate');
-    return manager.trustedAppliance(a.id).id;
+    try {
+      return manager.trustedAppliance(a.id).id;
+    } catch (e) {
+      // Refused before any work, but still one audit entry per request (SPEC.md §8).
+      manager.auditRefusal(
+        a.id,
+        `http ${request.method} ${request.routeOptions.url}`,
+        (e as BlindfoldError).code,
+      );
+      throw e;
+    }
   };
 
   // -- health ----------------------------------------------------------------------------------
@@ -483,7 +493,10 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       masterVersion: { type: 'integer' },
     },
   } as const;
-  app.post<{ Params: { name: string }; Body: { managerVersion: number; r?: string } }>(
+  app.post<{
+    Params: { name: string };
+    Body: { managerVersion: number; masterVersion: number; r?: string };
+  }>(
     '/v1/keyrings/:name/keys',
     {
       schema: {
@@ -491,8 +504,8 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['managerVersion'],
-          properties: { managerVersion: version, r: b64u(64, 1) },
+          required: ['managerVersion', 'masterVersion'],
+          properties: { managerVersion: version, masterVersion: version, r: b64u(64, 1) },
         },
         response: { 200: keyOut, ...errorResponses },
       },
@@ -504,14 +517,13 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         id,
         request.params.name,
         request.body.managerVersion,
+        request.body.masterVersion,
         r,
       );
-      const k = manager.listKeyrings().find((x) => x.name === request.params.name)!;
       return {
         ...out,
         publicKey: toB64u(out.publicKey),
         signature: toB64u(out.signature),
-        masterVersion: k.masterVersion,
       };
     },
   );
@@ -530,7 +542,10 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       return k;
     },
   );
-  app.post<{ Params: { name: string }; Body: { managerVersion: number; blinded: string } }>(
+  app.post<{
+    Params: { name: string };
+    Body: { managerVersion: number; masterVersion: number; blinded: string };
+  }>(
     '/v1/keyrings/:name/opt-setup',
     {
       schema: {
@@ -538,8 +553,8 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['managerVersion', 'blinded'],
-          properties: { managerVersion: version, blinded: b64u(70000, 1) },
+          required: ['managerVersion', 'masterVersion', 'blinded'],
+          properties: { managerVersion: version, masterVersion: version, blinded: b64u(70000, 1) },
         },
         response: {
           200: {
@@ -557,6 +572,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         id,
         request.params.name,
         request.body.managerVersion,
+        request.body.masterVersion,
         fromB64u(request.body.blinded, 'blinded'),
       );
       return { ok: true };
@@ -571,13 +587,67 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           type: 'object',
           additionalProperties: false,
           required: ['expected'],
-          properties: { expected: version },
+          properties: { expected: { type: 'integer', minimum: 0, maximum: 0xffffffff } },
         },
         response: { 200: keyringOut, ...errorResponses },
       },
     },
     async (request) =>
       manager.bumpMasterVersion(appliance(request), request.params.name, request.body.expected),
+  );
+
+  app.post<{
+    Params: { name: string };
+    Body: {
+      fromVersion: number;
+      toVersion: number;
+      masterVersion: number;
+      delta?: string;
+      blinded?: string;
+    };
+  }>(
+    '/v1/keyrings/:name/reconceal',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['fromVersion', 'toVersion', 'masterVersion'],
+          properties: {
+            fromVersion: version,
+            toVersion: version,
+            masterVersion: version,
+            delta: b64u(64, 1),
+            blinded: b64u(70000, 1),
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { ciphertext: { type: 'string' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const id = appliance(request);
+      const b = request.body;
+      const out = await manager.reconceal(
+        id,
+        request.params.name,
+        b.fromVersion,
+        b.toVersion,
+        b.masterVersion,
+        {
+          delta: b.delta === undefined ? undefined : fromB64u(b.delta, 'delta'),
+          blinded: b.blinded === undefined ? undefined : fromB64u(b.blinded, 'blinded'),
+        },
+      );
+      return out.ciphertext ? { ciphertext: toB64u(out.ciphertext) } : {};
+    },
   );
 
   // -- appliances: sub-processes II and III ---------------------------------------------------------

@@ -47,11 +47,12 @@ CREATE TABLE appliance_keys (
   appliance_id TEXT NOT NULL,
   keyring TEXT NOT NULL,
   manager_version INTEGER NOT NULL,
+  master_version INTEGER NOT NULL,
   public_key ${blob} NOT NULL,
   sealed_secret ${blob} NOT NULL,
   sealed_extra ${blob},
   created_at BIGINT NOT NULL,
-  PRIMARY KEY (appliance_id, keyring, manager_version)
+  PRIMARY KEY (appliance_id, keyring, manager_version, master_version)
 );
 CREATE TABLE items (
   keyring TEXT NOT NULL,

@@ -77,6 +77,7 @@ function applianceKeyFrom(r: Row): ApplianceKeyRecord {
     applianceId: r.appliance_id as string,
     keyring: r.keyring as string,
     managerVersion: r.manager_version as number,
+    masterVersion: r.master_version as number,
     publicKey: u8(r.public_key),
     sealedSecret: u8(r.sealed_secret),
     sealedExtra: r.sealed_extra == null ? null : u8(r.sealed_extra),
@@ -322,12 +323,13 @@ export class SqliteStore implements Store {
     return this.run(() =>
       this.db.transaction(() => {
         this.st(
-          `INSERT OR IGNORE INTO appliance_keys (appliance_id, keyring, manager_version, public_key, sealed_secret, sealed_extra, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT OR IGNORE INTO appliance_keys (appliance_id, keyring, manager_version, master_version, public_key, sealed_secret, sealed_extra, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           k.applianceId,
           k.keyring,
           k.managerVersion,
+          k.masterVersion,
           k.publicKey,
           k.sealedSecret,
           k.sealedExtra,
@@ -335,18 +337,23 @@ export class SqliteStore implements Store {
         );
         return applianceKeyFrom(
           this.st(
-            'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
-          ).get(k.applianceId, k.keyring, k.managerVersion) as Row,
+            'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ? AND master_version = ?',
+          ).get(k.applianceId, k.keyring, k.managerVersion, k.masterVersion) as Row,
         );
       })(),
     );
   }
 
-  getApplianceKey(applianceId: string, keyring: string, managerVersion: number) {
+  getApplianceKey(
+    applianceId: string,
+    keyring: string,
+    managerVersion: number,
+    masterVersion: number,
+  ) {
     return this.run(() => {
       const r = this.st(
-        'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
-      ).get(applianceId, keyring, managerVersion) as Row | undefined;
+        'SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ? AND manager_version = ? AND master_version = ?',
+      ).get(applianceId, keyring, managerVersion, masterVersion) as Row | undefined;
       return r ? applianceKeyFrom(r) : undefined;
     });
   }
@@ -355,14 +362,19 @@ export class SqliteStore implements Store {
     applianceId: string,
     keyring: string,
     managerVersion: number,
+    masterVersion: number,
     sealedExtra: Uint8Array,
   ) {
     return this.run(() => {
       const r = this.st(
-        'UPDATE appliance_keys SET sealed_extra = ? WHERE appliance_id = ? AND keyring = ? AND manager_version = ?',
-      ).run(sealedExtra, applianceId, keyring, managerVersion);
+        `UPDATE appliance_keys SET sealed_extra = ?
+         WHERE appliance_id = ? AND keyring = ? AND manager_version = ? AND master_version = ? AND sealed_extra IS NULL`,
+      ).run(sealedExtra, applianceId, keyring, managerVersion, masterVersion);
       if (r.changes !== 1) {
-        throw new BlindfoldError('ERR_NOT_FOUND', 'no key for this appliance, keyring and version');
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          'no key for this appliance and versions, or its hom2-opt setup was already done',
+        );
       }
     });
   }

@@ -45,6 +45,8 @@ export interface ApplianceKeyRecord {
   applianceId: string;
   keyring: string;
   managerVersion: number;
+  /** Each master-key version has its own appliance key (split r_A, hom2-opt X_A, hom2 d_A). */
+  masterVersion: number;
   /** Public key of the appliance's scheme key pair (hom modes), empty for split. */
   publicKey: Uint8Array;
   /** Sealed secret: d_A (hom modes) or r_A (split). */
@@ -130,11 +132,14 @@ export interface Store {
     applianceId: string,
     keyring: string,
     managerVersion: number,
+    masterVersion: number,
   ): Promise<ApplianceKeyRecord | undefined>;
+  /** Sets X_A once; ERR_CONFLICT if it is already set (hom2-opt setup is not repeatable). */
   setApplianceKeyExtra(
     applianceId: string,
     keyring: string,
     managerVersion: number,
+    masterVersion: number,
     sealedExtra: Uint8Array,
   ): Promise<void>;
   /** Revocation destroys the member's keys (seed: "the manager destroys that member's keys"). */

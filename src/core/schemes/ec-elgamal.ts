@@ -285,6 +285,25 @@ export const ecElGamal: HomomorphicScheme<
   },
 
   /** SHA-256("blindfold/v1/fingerprint/ec-elgamal" ‖ 0x00 ‖ D). */
+  transfer: {
+    blind(pk: EcPublicKey, c: EcCiphertext, rng: Rng = systemRng) {
+      return ecElGamal.blind(pk, c, rng);
+    },
+    /** Dec_A(C') = ρ·M, encrypted afresh under the target key. */
+    reencrypt(sk: EcSecretKey, pkTarget: EcPublicKey, c: EcCiphertext, rng: Rng = systemRng) {
+      return ecElGamal.encrypt(pkTarget, ecElGamal.decrypt(sk, c), rng);
+    },
+    /** (ρ⁻¹·c1, ρ⁻¹·c2) = Enc_B(M), then fresh randomness so the key holder cannot link it. */
+    unblindCiphertext(pkTarget: EcPublicKey, b: EcBlind, c: EcCiphertext, rng: Rng = systemRng) {
+      const inv = scalarInvert(b);
+      try {
+        return ecElGamal.rerandomize(pkTarget, { c1: mul(inv, c.c1), c2: mul(inv, c.c2) }, rng);
+      } finally {
+        zeroize(inv);
+      }
+    },
+  },
+
   fingerprint(pk: EcPublicKey): Uint8Array {
     return sha256(FINGERPRINT_LABEL, u8(0), encodePoint(pk));
   },

@@ -295,6 +295,19 @@ export const gm: HomomorphicScheme<
     zeroize(b);
   },
 
+  transfer: {
+    blind(pk: GmPublicKey, c: GmCiphertext, rng: Rng = systemRng) {
+      return gm.blind(pk, c, rng);
+    },
+    reencrypt(sk: GmSecretKey, pkTarget: GmPublicKey, c: GmCiphertext, rng: Rng = systemRng) {
+      return gm.encrypt(pkTarget, gm.decrypt(sk, c), rng);
+    },
+    /** XOR the known Z back out under the target key, then fresh randomness for every bit. */
+    unblindCiphertext(pkTarget: GmPublicKey, b: GmBlind, c: GmCiphertext, rng: Rng = systemRng) {
+      return gm.rerandomize(pkTarget, gm.combinePlain(pkTarget, c, b), rng);
+    },
+  },
+
   encodePublicKey(pk: GmPublicKey): Uint8Array {
     return concat(encodeModulus(pk.n), encodeInt(pk.y, pk.nBytes));
   },

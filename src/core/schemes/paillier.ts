@@ -253,6 +253,35 @@ export const paillier: HomomorphicScheme<
     b.z = 0n;
   },
 
+  transfer: {
+    /**
+     * Z uniform in [0, n − 2^256) so that M + Z never wraps modulo this n (M < 2^256): the
+     * integer M + Z then decrypts the same under any other modulus. Statistical distance from
+     * uniform over Z_n: 2^256 / n ≤ 2^-1791.
+     */
+    blind(pk: PaillierPublicKey, c: PaillierCiphertext, rng: Rng = systemRng) {
+      const z = randomBelow(pk.n - (1n << 256n), rng);
+      return { ciphertext: (c * enc(pk, z, rng)) % pk.n2, blind: { z } };
+    },
+    reencrypt(
+      sk: PaillierSecretKey,
+      pkTarget: PaillierPublicKey,
+      c: PaillierCiphertext,
+      rng: Rng = systemRng,
+    ) {
+      return enc(pkTarget, paillier.decrypt(sk, c) % pkTarget.n, rng);
+    },
+    /** C · Enc_B(−Z) = Enc_B(M), with fresh randomness from the encryption. */
+    unblindCiphertext(
+      pkTarget: PaillierPublicKey,
+      b: PaillierBlind,
+      c: PaillierCiphertext,
+      rng: Rng = systemRng,
+    ) {
+      return (c * enc(pkTarget, mod(-b.z, pkTarget.n), rng)) % pkTarget.n2;
+    },
+  },
+
   encodePublicKey(pk: PaillierPublicKey): Uint8Array {
     return encodeModulus(pk.n);
   },

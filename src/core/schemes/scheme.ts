@@ -49,6 +49,18 @@ export interface BlindResult<CT, BL> {
   blind: BL;
 }
 
+/**
+ * Re-concealment (SPEC.md §5.5 and §5.7): the holder of Enc_A(M) blinds it, the key holder
+ * decrypts the blinded plaintext and re-encrypts it under another public key B, and the holder of
+ * the blinding removes it from that new ciphertext. Nobody sees M. Absent where a scheme cannot do
+ * it (rsa: the product M·Z wraps modulo the first modulus and cannot be undone under another).
+ */
+export interface TransferOps<PK, SK, CT, BL> {
+  blind(pk: PK, c: CT, rng?: Rng): BlindResult<CT, BL>;
+  reencrypt(sk: SK, pkTarget: PK, c: CT, rng?: Rng): CT;
+  unblindCiphertext(pkTarget: PK, b: BL, c: CT, rng?: Rng): CT;
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds schemes of different types
 export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = any, BL = any> {
   readonly id: SchemeId;
@@ -131,4 +143,6 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   decodeShare(pk: PK, b: Uint8Array): SH;
   /** Public-key fingerprint: SHA-256 of the encoding (binds tickets and certificates). */
   fingerprint(pk: PK): Uint8Array;
+
+  readonly transfer?: TransferOps<PK, SK, CT, BL>;
 }
