@@ -5,10 +5,10 @@
  * arguments. Each failure exits non-zero with a stable code and leaves no output file.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
@@ -155,6 +155,29 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     }
   });
 
+  test('a full disk: clear ERR_IO, no partial file, nothing else lost', async (t) => {
+    const small = join(work, 'small-fs');
+    await mkdir(small);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', small]);
+    if (m.status !== 0) {
+      t.skip('cannot mount a small tmpfs here (needs root); the atomic-write tests cover ENOSPC mapping');
+      return;
+    }
+    try {
+      const f = join(work, 'too-big');
+      await writeFile(f, randomBytes(400000));
+      const e = await run(['encrypt', f, '-o', join(small, 'too-big.bf')], env);
+      assert.equal(e.code, 1, e.stderr);
+      assert.match(e.stderr, /ERR_IO.*no space left on device/);
+      assert.deepEqual(await readdir(small), [], 'no partial or temporary file left');
+      // A file that fits still works on the same file system.
+      await writeFile(join(work, 'fits'), randomBytes(1000));
+      assert.equal((await run(['encrypt', join(work, 'fits'), '-o', join(small, 'fits.bf')], env)).code, 0);
+    } finally {
+      spawnSync('umount', [small]);
+    }
+  });
+
   test('bad arguments get a usage error (exit 2), --help works everywhere', async () => {
     for (const args of [
       ['encrypt'],
@@ -196,6 +219,15 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     const rot = await run(['keys', 'rotate'], env);
     assert.equal(rot.code, 0, rot.stderr);
     assert.match(rot.stderr, /manager key version 2/);
+    // Rewrap moves the file to the newest versions without touching its chunks.
+    const before = await readFile(`${f}.bf`);
+    const rw = await run(['rewrap', `${f}.bf`], env);
+    assert.equal(rw.code, 0, rw.stderr);
+    const after = await readFile(`${f}.bf`);
+    const managerVersionAt = (b: Buffer) => b.readUInt32BE(12 + 2 + 2 + b.readUInt16BE(14) + 4);
+    assert.equal(managerVersionAt(before), 1);
+    assert.equal(managerVersionAt(after), 2);
+    assert.deepEqual(after.subarray(after.length - 5016), before.subarray(before.length - 5016));
     const v = await run(['audit', 'verify'], env);
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout.toString(), /audit chain valid/);
