@@ -498,6 +498,8 @@ export class Appliance {
     const entropy = new Uint8Array(randomBytes(16));
     const body: Record<string, unknown> = {
       keyring,
+      // Our own item id makes a retried creation idempotent (SPEC.md §5.2).
+      itemId: toB64u(randomBytes(16)),
       masterVersion: c.masterVersion,
       managerVersion: c.managerVersion,
       entropy: toB64u(entropy),

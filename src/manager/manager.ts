@@ -64,6 +64,8 @@ export interface RecoverInput {
 
 export interface CreateItemInput {
   keyring: string;
+  /** Chosen by the appliance (16 random bytes) so that a retried creation is idempotent. */
+  itemId?: Uint8Array;
   masterVersion: number;
   managerVersion?: number;
   entropy: Uint8Array;
@@ -131,6 +133,7 @@ export class Manager {
   groupOps = 0;
   private readonly keyrings = new Map<string, KeyringRecord>();
   private readonly appliances = new Map<string, ApplianceRecord>();
+  private readonly byFingerprint = new Map<string, string>();
   private readonly keyringKeys = new Map<string, KeyringKeys>();
   private readonly applianceKeys = new Map<string, ApplianceKey>();
   private readonly now: () => number;
@@ -142,10 +145,39 @@ export class Manager {
   static async open(deps: ManagerDeps): Promise<Manager> {
     const m = new Manager(deps);
     for (const k of await deps.store.listKeyrings()) m.keyrings.set(k.name, k);
-    for (const a of await deps.store.listAppliances()) m.appliances.set(a.id, a);
+    for (const a of await deps.store.listAppliances()) m.remember(a);
     // Prove now, not at the first request, that the root key opens what is stored.
     for (const k of m.keyrings.values()) await m.keysFor(k.name, k.managerVersion);
     return m;
+  }
+
+  /**
+   * Re-reads keyrings and appliances from the store. Replicas over one database call this
+   * periodically (src/manager/run.ts), so a rotation or revocation made through one replica
+   * reaches every other within the refresh interval; a revoked appliance's cached keys go.
+   */
+  async refresh(): Promise<void> {
+    const [keyrings, appliances] = await Promise.all([
+      this.d.store.listKeyrings(),
+      this.d.store.listAppliances(),
+    ]);
+    for (const k of keyrings) this.keyrings.set(k.name, k);
+    for (const a of appliances) {
+      const before = this.appliances.get(a.id);
+      this.remember(a);
+      if (a.status === 'revoked' && before?.status !== 'revoked') this.dropApplianceKeys(a.id);
+    }
+  }
+
+  private remember(a: ApplianceRecord): void {
+    this.appliances.set(a.id, a);
+    this.byFingerprint.set(a.identityFingerprint, a.id);
+  }
+
+  private dropApplianceKeys(id: string): void {
+    for (const key of [...this.applianceKeys.keys()]) {
+      if (key.startsWith(`${id}|`)) this.applianceKeys.delete(key);
+    }
   }
 
   // -- keyrings (operator) ---------------------------------------------------------------------
@@ -344,7 +376,7 @@ export class Manager {
       revokedAt: null,
     };
     await this.d.store.insertAppliance(rec);
-    this.appliances.set(id, rec);
+    this.remember(rec);
     await this.d.audit.record({ actor: id, action: 'appliance.enroll' });
     return { applianceId: id, certificatePem };
   }
@@ -360,9 +392,7 @@ export class Manager {
     await this.d.store.revokeAppliance(id, now);
     const rec = this.appliances.get(id)!;
     this.appliances.set(id, { ...rec, status: 'revoked', revokedAt: now });
-    for (const key of [...this.applianceKeys.keys()]) {
-      if (key.startsWith(`${id}|`)) this.applianceKeys.delete(key);
-    }
+    this.dropApplianceKeys(id);
     await this.d.audit.record({ actor, action: 'appliance.revoke', item: id });
   }
 
@@ -371,12 +401,18 @@ export class Manager {
     void this.d.audit.enqueue({ actor, action, outcome: 'refused', code });
   }
 
-  /** Resolves an authenticated peer (by certificate fingerprint) to a trusted appliance. */
+  /** Resolves an authenticated peer (by certificate fingerprint) to an appliance record. */
   applianceByFingerprint(identityFingerprint: string): ApplianceRecord | undefined {
-    for (const a of this.appliances.values()) {
-      if (a.identityFingerprint === identityFingerprint) return a;
-    }
-    return undefined;
+    const id = this.byFingerprint.get(identityFingerprint);
+    return id === undefined ? undefined : this.appliances.get(id);
+  }
+
+  /** Like applianceByFingerprint, but an appliance enrolled through another replica is looked up. */
+  async resolveAppliance(identityFingerprint: string): Promise<ApplianceRecord | undefined> {
+    const hit = this.applianceByFingerprint(identityFingerprint);
+    if (hit) return hit;
+    await this.refresh();
+    return this.applianceByFingerprint(identityFingerprint);
   }
 
   trustedAppliance(id: string): ApplianceRecord {
@@ -398,7 +434,7 @@ export class Manager {
     r?: Uint8Array,
   ) {
     this.trustedAppliance(applianceId);
-    const k = this.keyring(keyringName);
+    const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
     this.checkManagerVersion(k, managerVersion);
     this.checkMasterVersion(k, masterVersion);
     let rec = await this.d.store.getApplianceKey(
@@ -481,7 +517,7 @@ export class Manager {
     blinded: Uint8Array,
   ) {
     this.trustedAppliance(applianceId);
-    const k = this.keyring(keyringName);
+    const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
     const key = await this.loadApplianceKey(applianceId, k, managerVersion, masterVersion);
     if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
@@ -530,7 +566,7 @@ export class Manager {
     input: { delta?: Uint8Array; blinded?: Uint8Array },
   ): Promise<{ ciphertext?: Uint8Array }> {
     this.trustedAppliance(applianceId);
-    const k = this.keyring(keyringName);
+    const k = await this.keyringFresh(keyringName, { managerVersion: toVersion, masterVersion });
     this.checkManagerVersion(k, fromVersion);
     this.checkManagerVersion(k, toVersion);
     if (toVersion <= fromVersion) throw bad('toVersion must be newer than fromVersion');
@@ -573,7 +609,10 @@ export class Manager {
 
   async createItem(applianceId: string, input: CreateItemInput) {
     this.trustedAppliance(applianceId);
-    const k = this.keyring(input.keyring);
+    const k = await this.keyringFresh(input.keyring, {
+      managerVersion: input.managerVersion,
+      masterVersion: input.masterVersion,
+    });
     if (k.status !== 'enabled') {
       throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
     }
@@ -588,7 +627,8 @@ export class Manager {
     if (input.entropy.length > 64) throw bad('entropy is at most 64 bytes');
     const ttl = input.ttlSeconds ?? 0;
     if (!Number.isInteger(ttl) || ttl < 0) throw bad('ttlSeconds must be a non-negative integer');
-    const itemId = new Uint8Array(randomBytes(16));
+    if (input.itemId !== undefined && input.itemId.length !== 16) throw bad('itemId must be 16 bytes');
+    const itemId = input.itemId ?? new Uint8Array(randomBytes(16));
     const ref: ItemRef = {
       keyring: k.name,
       itemId,
@@ -599,14 +639,29 @@ export class Manager {
     const keys = await this.keysFor(k.name, managerVersion);
     const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
     const answer = this.answer(appKey, keys, ref, input.blinded);
-    await this.d.store.insertItem({
-      keyring: k.name,
-      itemId,
-      masterVersion: input.masterVersion,
-      managerVersion,
-      createdBy: applianceId,
-      createdAt: this.now(),
-    });
+    try {
+      await this.d.store.insertItem({
+        keyring: k.name,
+        itemId,
+        masterVersion: input.masterVersion,
+        managerVersion,
+        createdBy: applianceId,
+        createdAt: this.now(),
+      });
+    } catch (e) {
+      // A retry of the same creation (the client did not see our answer) gets the same answer:
+      // the share is derived, so recomputing it is exact (SPEC.md §5.2). Anything else is a clash.
+      if (!(e instanceof BlindfoldError && e.code === 'ERR_CONFLICT')) throw e;
+      const prev = await this.d.store.getItem(k.name, itemId);
+      if (
+        !prev ||
+        prev.createdBy !== applianceId ||
+        prev.masterVersion !== input.masterVersion ||
+        prev.managerVersion !== managerVersion
+      ) {
+        throw new BlindfoldError('ERR_CONFLICT', 'this item id is already in use; choose another');
+      }
+    }
     const ticket = issueTicket(keys.ticketKey, {
       ticketKeyVersion: managerVersion,
       keyring: k.name,
@@ -631,7 +686,10 @@ export class Manager {
     const item = input.itemId.length === 16 ? toHex(input.itemId) : null;
     try {
       this.trustedAppliance(applianceId);
-      const k = this.keyring(input.keyring);
+      const k = await this.keyringFresh(input.keyring, {
+        managerVersion: input.managerVersion,
+        masterVersion: input.masterVersion,
+      });
       if (k.status !== 'enabled') {
         throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
       }
@@ -719,6 +777,29 @@ export class Manager {
     this.groupOps++;
     const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
     return key.scheme.encodePlaintext(key.pk, y);
+  }
+
+  /**
+   * The keyring as this replica knows it, re-read from the store when it is unknown here or when
+   * a request names a version newer than the cached one (another replica rotated it).
+   */
+  private async keyringFresh(
+    name: string,
+    want: { managerVersion?: number; masterVersion?: number } = {},
+  ): Promise<KeyringRecord> {
+    if (!isKeyringId(name)) throw bad('invalid keyring name');
+    const cached = this.keyrings.get(name);
+    if (
+      cached &&
+      (want.managerVersion ?? 0) <= cached.managerVersion &&
+      (want.masterVersion ?? 0) <= cached.masterVersion
+    ) {
+      return cached;
+    }
+    const k = await this.d.store.getKeyring(name);
+    if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+    this.keyrings.set(name, k);
+    return k;
   }
 
   private keyring(name: string): KeyringRecord {

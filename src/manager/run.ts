@@ -11,6 +11,7 @@ import { fromB64u, toB64u, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { Metrics } from '../server/common.ts';
+import { openPostgresStore } from '../store/postgres.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/types.ts';
 import { ensureLocalPki } from '../tls/ca-store.ts';
@@ -32,6 +33,8 @@ export interface ManagerRunOptions {
   logger?: boolean | object;
   /** Extra names for the server certificate. */
   hostnames?: string[];
+  /** How often to re-read keyrings and appliances from the store (default 1000 ms). */
+  refreshMs?: number;
 }
 
 export interface RunningManager {
@@ -49,11 +52,10 @@ export const OPERATOR_TOKEN_FILE = 'operator.token';
 async function openStore(spec: string | undefined, home: string): Promise<Store> {
   if (!spec || spec === 'sqlite') return openSqliteStore(join(home, 'blindfold.db'));
   if (spec.startsWith('sqlite:')) return openSqliteStore(spec.slice('sqlite:'.length));
+  // postgres://user@host:port/db[?schema=NAME]: the pool connects lazily, migrate() is the
+  // first round trip (and reports an unreachable server as ERR_STORAGE).
   if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
-    throw new BlindfoldError(
-      'ERR_UNSUPPORTED_SCHEME',
-      'the PostgreSQL store is not part of this build yet; use --store sqlite',
-    );
+    return openPostgresStore(spec);
   }
   throw new BlindfoldError(
     'ERR_INVALID_ARGUMENT',
@@ -114,6 +116,13 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
     logger: o.logger,
     metrics,
   });
+  // Replicas share the store: pick up other replicas' rotations and revocations (SPEC.md §7.3).
+  const refresh = setInterval(() => {
+    manager.refresh().catch(() => {
+      /* the store is down: /ready says so, requests fail clearly; retry next tick */
+    });
+  }, o.refreshMs ?? 1000);
+  refresh.unref();
   const host = o.host ?? '127.0.0.1';
   await app.listen({ host, port: o.port ?? 7300 });
   const addr = app.server.address();
@@ -130,6 +139,7 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(refresh);
       await app.close();
       await audit.flush();
       await store.close();

@@ -93,7 +93,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     return 'operator';
   };
 
-  const appliance = (request: FastifyRequest): string => {
+  const appliance = async (request: FastifyRequest): Promise<string> => {
     const fpr = peerFingerprint(request);
     if (!fpr) {
       throw new BlindfoldError(
@@ -101,7 +101,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         'appliance authentication required: connect with the client certificate issued at enrollment',
       );
     }
-    const a = manager.applianceByFingerprint(fpr);
+    const a = manager.applianceByFingerprint(fpr) ?? (await manager.resolveAppliance(fpr));
     if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance certificate');
     try {
       return manager.trustedAppliance(a.id).id;
@@ -511,7 +511,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       const r = request.body.r === undefined ? undefined : fromB64u(request.body.r, 'r');
       const out = await manager.applianceKey(
         id,
@@ -536,7 +536,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      appliance(request);
+      await appliance(request);
       const k = manager.listKeyrings().find((x) => x.name === request.params.name);
       if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${request.params.name}`);
       return k;
@@ -567,7 +567,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       await manager.optSetup(
         id,
         request.params.name,
@@ -593,7 +593,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) =>
-      manager.bumpMasterVersion(appliance(request), request.params.name, request.body.expected),
+      manager.bumpMasterVersion(await appliance(request), request.params.name, request.body.expected),
   );
 
   app.post<{
@@ -633,7 +633,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       const b = request.body;
       const out = await manager.reconceal(
         id,
@@ -661,6 +661,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   app.post<{
     Body: {
       keyring: string;
+      itemId?: string;
       masterVersion: number;
       managerVersion?: number;
       entropy?: string;
@@ -675,7 +676,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           type: 'object',
           additionalProperties: false,
           required: ['keyring', 'masterVersion'],
-          properties: { ...itemFields, ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 } },
+          properties: {
+            ...itemFields,
+            itemId: b64u(16, 16),
+            ttlSeconds: { type: 'integer', minimum: 0, maximum: 1e9 },
+          },
         },
         response: {
           201: {
@@ -693,10 +698,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request, reply) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       const b = request.body;
       const out = await manager.createItem(id, {
         keyring: b.keyring,
+        itemId: b.itemId === undefined ? undefined : fromB64u(b.itemId, 'itemId'),
         masterVersion: b.masterVersion,
         managerVersion: b.managerVersion,
         entropy: fromB64u(b.entropy ?? '', 'entropy'),
@@ -752,7 +758,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       const out = await manager.recover(id, decodeRecover(request.body), String(request.id));
       return { answer: toB64u(out.answer) };
     },
@@ -794,7 +800,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) => {
-      const id = appliance(request);
+      const id = await appliance(request);
       const results = await Promise.all(
         request.body.requests.map(async (r) => {
           try {

@@ -394,6 +394,23 @@ export class SqliteStore implements Store {
     });
   }
 
+  getItem(keyring: string, itemId: Uint8Array) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM items WHERE keyring = ? AND item_id = ?').get(keyring, itemId) as
+        | Row
+        | undefined;
+      if (!r) return undefined;
+      return {
+        keyring: r.keyring as string,
+        itemId: u8(r.item_id),
+        masterVersion: r.master_version as number,
+        managerVersion: r.manager_version as number,
+        createdBy: r.created_by as string,
+        createdAt: r.created_at as number,
+      } satisfies ItemRecord;
+    });
+  }
+
   countItems(keyring?: string) {
     return this.run(() => {
       const r = (

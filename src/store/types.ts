@@ -146,6 +146,7 @@ export interface Store {
   deleteApplianceKeys(applianceId: string): Promise<number>;
 
   insertItem(i: ItemRecord): Promise<void>;
+  getItem(keyring: string, itemId: Uint8Array): Promise<ItemRecord | undefined>;
   countItems(keyring?: string): Promise<number>;
 
   insertEnrollment(e: EnrollmentRecord): Promise<void>;

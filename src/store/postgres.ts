@@ -1,0 +1,834 @@
+/**
+ * The scale-out store: PostgreSQL through `pg` (a connection pool shared by one manager
+ * process; several manager replicas share one database). Same contract as the SQLite store
+ * (src/store/types.ts, test/store.contract.test.ts): every method applies completely or not at
+ * all, unique and compare-and-swap violations are ERR_CONFLICT, and every other backend failure
+ * is ERR_STORAGE with a message a person can act on, never a raw driver error.
+ *
+ * Engines. The SQL is the portable subset of the PostgreSQL wire dialect, written for
+ * PostgreSQL ≥ 12 (including streaming-replicated clusters behind a primary endpoint),
+ * CockroachDB ≥ 22.2 and YugabyteDB YSQL ≥ 2.18: plain tables, BYTEA, BIGINT, INSERT ... ON
+ * CONFLICT DO NOTHING, UPDATE ... RETURNING, SELECT ... FOR UPDATE, transactional DDL, the
+ * `options=-c search_path=...` startup parameter. It uses no triggers, no stored procedures, no
+ * sequences (seq is computed under a lock), no LISTEN/NOTIFY and NO advisory locks: CockroachDB's
+ * pg_advisory_* functions were no-op stubs until v26 (they return at once and lock nothing) and
+ * YugabyteDB only gained them in 2.25, so mutual exclusion comes from row locks on a small lock
+ * table instead (`blindfold_locks`, one row per lock name, `SELECT ... FOR UPDATE`), which all
+ * three engines implement. Transactions that an engine aborts for serialization (40001, the
+ * normal case on CockroachDB's SERIALIZABLE) or deadlock (40P01) are retried a few times: a
+ * transaction that failed before COMMIT was acknowledged left nothing behind.
+ *
+ * Integers: INTEGER is INT4 on PostgreSQL but INT8 on CockroachDB, and count(*) is INT8
+ * everywhere; INT8 is parsed to a JS number (every value we store is < 2^53: versions, seq,
+ * millisecond timestamps).
+ */
+import pg from 'pg';
+import { chainHash, GENESIS_HASH } from '../core/audit.ts';
+import { BlindfoldError } from '../core/errors.ts';
+import { PG_MIGRATIONS } from './migrations.ts';
+import type {
+  ApplianceKeyRecord,
+  ApplianceRecord,
+  AuditEntry,
+  AuditFilter,
+  EnrollmentRecord,
+  ItemRecord,
+  KeyringRecord,
+  KeyringVersionRecord,
+  Store,
+  StoredAuditEntry,
+} from './types.ts';
+
+type Row = Record<string, unknown>;
+type Client = pg.PoolClient;
+
+export interface PostgresStoreOptions {
+  /** Schema for every table, created if absent and set as search_path on every connection. */
+  schema?: string;
+  /** Pool size per process (default 10). */
+  max?: number;
+  /** How long to wait for a connection (new or from a busy pool) before ERR_STORAGE (5000 ms). */
+  connectTimeoutMs?: number;
+  /** application_name of the connections, visible in pg_stat_activity (default 'blindfold'). */
+  applicationName?: string;
+}
+
+/** Names of the lock rows (see the header: row locks instead of advisory locks). */
+const LOCK_MIGRATE = 'migrate';
+const LOCK_AUDIT = 'audit';
+
+const INT8_OID = 20;
+const MAX_TX_ATTEMPTS = 5; // serialization failures and deadlocks
+const MAX_CONN_ATTEMPTS = 2; // one reconnect after a lost connection, when that is safe
+const AUDIT_ROWS_PER_INSERT = 1000; // 12 parameters a row, well under the 65535 limit
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const backoff = (attempt: number) => sleep(5 * 2 ** attempt + Math.random() * 10);
+
+/** Only [a-z0-9_] names: they are interpolated (quoted) into DDL and the startup options. */
+function checkSchemaName(s: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(s)) {
+    throw new BlindfoldError(
+      'ERR_INVALID_ARGUMENT',
+      `invalid schema name "${s}": use lower-case letters, digits and _ (at most 63)`,
+    );
+  }
+  return s;
+}
+
+type Failure = 'connection' | 'retry' | 'race' | 'other';
+
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+]);
+
+/**
+ * Classes of driver errors. SQLSTATE class 08 (connection exception), 57P01 admin shutdown
+ * (pg_terminate_backend, fast shutdown), 57P02 crash shutdown, 57P03 cannot connect now (starting
+ * up or in recovery) and the driver's own socket errors all mean "the server is not reachable
+ * right now"; 40001/40P01 mean "run the transaction again"; 23505 on a catalog or 42P06/42P07
+ * during bootstrap mean two replicas created the same object at once.
+ */
+function classify(e: unknown): Failure {
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (code === '40001' || code === '40P01') return 'retry';
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') {
+    return 'connection';
+  }
+  if (CONNECTION_ERRNOS.has(code)) return 'connection';
+  if (code === '') {
+    const msg = (e as { message?: unknown }).message;
+    if (
+      typeof msg === 'string' &&
+      /Connection terminated|timeout exceeded when trying to connect|not queryable|connection timeout|Client was closed/i.test(
+        msg,
+      )
+    ) {
+      return 'connection';
+    }
+  }
+  return 'other';
+}
+
+function isBootstrapRace(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return code === '23505' || code === '42P06' || code === '42P07' || code === '40001';
+}
+
+const u8 = (b: unknown): Uint8Array => new Uint8Array(b as Buffer);
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const numOrNull = (v: unknown): number | null => (v == null ? null : num(v));
+
+function keyringFrom(r: Row): KeyringRecord {
+  return {
+    name: r.name as string,
+    mode: r.mode as string,
+    scheme: r.scheme as string,
+    masterVersion: num(r.master_version),
+    managerVersion: num(r.manager_version),
+    status: r.status as KeyringRecord['status'],
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+function applianceFrom(r: Row): ApplianceRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    identityFingerprint: r.identity_fpr as string,
+    certificatePem: r.certificate_pem as string,
+    status: r.status as ApplianceRecord['status'],
+    vouchedBy: r.vouched_by as string,
+    criterion: r.criterion as string,
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+function applianceKeyFrom(r: Row): ApplianceKeyRecord {
+  return {
+    applianceId: r.appliance_id as string,
+    keyring: r.keyring as string,
+    managerVersion: num(r.manager_version),
+    masterVersion: num(r.master_version),
+    publicKey: u8(r.public_key),
+    sealedSecret: u8(r.sealed_secret),
+    sealedExtra: r.sealed_extra == null ? null : u8(r.sealed_extra),
+    createdAt: num(r.created_at),
+  };
+}
+
+function enrollmentFrom(r: Row): EnrollmentRecord {
+  return {
+    tokenHash: r.token_hash as string,
+    createdBy: r.created_by as string,
+    boundFingerprint: (r.bound_fpr as string | null) ?? null,
+    expiresAt: num(r.expires_at),
+    usedAt: numOrNull(r.used_at),
+    usedBy: (r.used_by as string | null) ?? null,
+  };
+}
+
+function auditFrom(r: Row): StoredAuditEntry {
+  return {
+    seq: num(r.seq),
+    ts: num(r.ts),
+    actor: r.actor as string,
+    action: r.action as string,
+    keyring: (r.keyring as string | null) ?? null,
+    item: (r.item as string | null) ?? null,
+    keyVersion: numOrNull(r.key_version),
+    outcome: r.outcome as StoredAuditEntry['outcome'],
+    code: (r.code as string | null) ?? null,
+    requestId: (r.request_id as string | null) ?? null,
+    prevHash: r.prev_hash as string,
+    hash: r.hash as string,
+  };
+}
+
+const APPLIANCE_KEY_WHERE =
+  'appliance_id = $1 AND keyring = $2 AND manager_version = $3 AND master_version = $4';
+
+/**
+ * Opens (lazily: no connection is made before the first call) a PostgreSQL store. `url` is a
+ * libpq-style URL (postgres://user:pass@host:port/db?sslmode=...); a `schema=NAME` query
+ * parameter is accepted as a shorthand for `opts.schema`.
+ */
+export function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): PostgresStore {
+  return new PostgresStore(url, opts);
+}
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgres' as const;
+  /** The pool, for tests and operational tooling; the manager never touches it. */
+  readonly pool: pg.Pool;
+  readonly schema: string | undefined;
+  /** host:port/database, without credentials, for error messages. */
+  private readonly where: string;
+  private closed = false;
+
+  constructor(url: string, opts: PostgresStoreOptions = {}) {
+    let connectionString = url;
+    let schema = opts.schema;
+    let where = 'the PostgreSQL server';
+    try {
+      const u = new URL(url);
+      const s = u.searchParams.get('schema');
+      if (s !== null) {
+        u.searchParams.delete('schema');
+        connectionString = u.toString();
+        schema ??= s;
+      }
+      where = `${u.hostname || 'localhost'}:${u.port || '5432'}${u.pathname}`;
+    } catch {
+      // not a WHATWG URL (e.g. a key=value string): pg parses it; messages stay generic
+    }
+    this.where = where;
+    this.schema = schema === undefined ? undefined : checkSchemaName(schema);
+    const types = {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID && format !== 'binary'
+          ? (v: string) => Number(v)
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    };
+    this.pool = new pg.Pool({
+      connectionString,
+      max: opts.max ?? 10,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: opts.applicationName ?? 'blindfold',
+      // A startup parameter, so that search_path is set before the first query on every pooled
+      // connection (a 'connect' handler would race with the first query on a new client).
+      options: this.schema ? `-c search_path=${this.schema}` : undefined,
+      types,
+    });
+    // An idle client whose connection dies (server restart, pg_terminate_backend) is removed
+    // by the pool, which then emits 'error'; without a listener that would crash the process.
+    // The next call gets a fresh connection.
+    this.pool.on('error', () => {});
+  }
+
+  /** Maps any failure to ERR_CONFLICT / ERR_STORAGE (BlindfoldErrors pass through). */
+  private storageError(e: unknown, committing = false): BlindfoldError {
+    if (e instanceof BlindfoldError) return e;
+    const code = String((e as { code?: unknown }).code ?? '');
+    const msg = String((e as { message?: unknown }).message ?? '');
+    if (this.closed || /Cannot use a pool after calling end/.test(msg)) {
+      return new BlindfoldError('ERR_STORAGE', 'the store is closed', { cause: e });
+    }
+    if (code.startsWith('23')) {
+      return new BlindfoldError(
+        'ERR_CONFLICT',
+        code === '23505' ? 'the record already exists' : `the record violates a constraint (${code})`,
+        { cause: e },
+      );
+    }
+    const kind = classify(e);
+    if (kind === 'connection') {
+      return new BlindfoldError(
+        'ERR_STORAGE',
+        committing
+          ? `lost the connection to PostgreSQL at ${this.where} while committing (${code || 'connection lost'}): the change may or may not have been applied`
+          : `PostgreSQL at ${this.where} is unreachable or went away (${code || 'connection lost'}); retry when it is back`,
+        { cause: e },
+      );
+    }
+    if (kind === 'retry') {
+      return new BlindfoldError(
+        'ERR_STORAGE',
+        `PostgreSQL kept aborting the transaction under contention (${code}); retry`,
+        { cause: e },
+      );
+    }
+    if (code === '53100') {
+      return new BlindfoldError('ERR_STORAGE', 'the store is full (PostgreSQL: disk full)', {
+        cause: e,
+      });
+    }
+    if (code === '25006') {
+      return new BlindfoldError(
+        'ERR_STORAGE',
+        `PostgreSQL at ${this.where} is read-only (a standby?): point the store at the primary`,
+        { cause: e },
+      );
+    }
+    if (code === '42P01' || code === '3F000') {
+      return new BlindfoldError(
+        'ERR_STORAGE',
+        `the PostgreSQL schema is missing (${code}): run the migrations first`,
+        { cause: e },
+      );
+    }
+    return new BlindfoldError(
+      'ERR_STORAGE',
+      `the store refused the operation (${code || 'unknown'})`,
+      { cause: e },
+    );
+  }
+
+  /**
+   * One statement in autocommit mode. `idempotent` statements (reads) are sent again on a fresh
+   * connection after a lost one; writes are not (the server may have applied them), except
+   * when the connection could not even be obtained.
+   */
+  private async exec(sql: string, params: unknown[], idempotent: boolean): Promise<pg.QueryResult> {
+    for (let attempt = 1; ; attempt++) {
+      let client: Client;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        if (classify(e) === 'connection' && attempt < MAX_CONN_ATTEMPTS && !this.closed) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.storageError(e);
+      }
+      const onError = () => {}; // the failing query rejects as well (pg client.js)
+      client.on('error', onError);
+      try {
+        const r = await client.query(sql, params);
+        client.removeListener('error', onError);
+        client.release();
+        return r;
+      } catch (e) {
+        const lost = classify(e) === 'connection';
+        client.removeListener('error', onError);
+        client.release(lost ? (e as Error) : undefined);
+        if (lost && idempotent && attempt < MAX_CONN_ATTEMPTS && !this.closed) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.storageError(e);
+      }
+    }
+  }
+
+  private read(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return this.exec(sql, params, true).then((r) => r.rows as Row[]);
+  }
+
+  /**
+   * BEGIN ... COMMIT on one pooled connection. `f` may run more than once: after a
+   * serialization failure or deadlock, and after a connection lost before COMMIT was sent (the
+   * server rolls back a transaction whose connection dies). A connection lost during COMMIT
+   * is reported as ERR_STORAGE without retry: the outcome is unknown.
+   */
+  private async tx<T>(f: (c: Client) => Promise<T>): Promise<T> {
+    let connFailures = 0;
+    for (let attempt = 1; ; attempt++) {
+      let client: Client | undefined;
+      let committing = false;
+      const onError = () => {};
+      try {
+        client = await this.pool.connect();
+        client.on('error', onError);
+        await client.query('BEGIN');
+        const out = await f(client);
+        committing = true;
+        await client.query('COMMIT');
+        client.removeListener('error', onError);
+        client.release();
+        return out;
+      } catch (e) {
+        const kind = classify(e);
+        if (client) {
+          if (kind === 'connection') {
+            client.removeListener('error', onError);
+            client.release(e as Error);
+          } else {
+            try {
+              await client.query('ROLLBACK');
+              client.removeListener('error', onError);
+              client.release();
+            } catch (e2) {
+              client.removeListener('error', onError);
+              client.release(e2 as Error);
+            }
+          }
+        }
+        if (this.closed) throw this.storageError(e);
+        // 40001/40P01 (also at COMMIT: the transaction was not applied) are retried.
+        if (kind === 'retry' && attempt < MAX_TX_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        if (kind === 'connection' && !committing && ++connFailures < MAX_CONN_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.storageError(e, committing && kind === 'connection');
+      }
+    }
+  }
+
+  /** Takes the named lock row until the end of the transaction (see the header). */
+  private async lock(c: Client, name: string): Promise<void> {
+    const r = await c.query('SELECT name FROM blindfold_locks WHERE name = $1 FOR UPDATE', [name]);
+    if (r.rowCount !== 1) {
+      throw new BlindfoldError(
+        'ERR_STORAGE',
+        `the lock row "${name}" is missing: the PostgreSQL store was not migrated`,
+      );
+    }
+  }
+
+  /**
+   * Migrations, safe when several replicas start at once:
+   * 1. bootstrap in autocommit: the schema, the lock table with its rows and schema_migrations,
+   *    all IF NOT EXISTS / ON CONFLICT DO NOTHING; two replicas creating the same catalog entry
+   *    at the same instant make one of them fail (23505 on the catalog, 42P06/42P07), which then
+   *    finds the object on a retry;
+   * 2. one transaction that takes the 'migrate' lock row (replicas queue here), reads the
+   *    applied versions (after the wait, so it sees what the previous holder committed) and
+   *    applies the missing ones in order, DDL included (transactional DDL).
+   */
+  async migrate(): Promise<void> {
+    const bootstrap = [
+      ...(this.schema ? [`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`] : []),
+      'CREATE TABLE IF NOT EXISTS blindfold_locks (name TEXT PRIMARY KEY)',
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
+      `INSERT INTO blindfold_locks (name) VALUES ('${LOCK_MIGRATE}'), ('${LOCK_AUDIT}') ON CONFLICT (name) DO NOTHING`,
+    ];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for (const sql of bootstrap) await this.exec(sql, [], true);
+        break;
+      } catch (e) {
+        const cause = e instanceof BlindfoldError ? e.cause : e;
+        if (attempt < MAX_TX_ATTEMPTS && isBootstrapRace(cause)) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.storageError(e);
+      }
+    }
+    await this.tx(async (c) => {
+      await this.lock(c, LOCK_MIGRATE);
+      const done = new Set(
+        (await c.query('SELECT version FROM schema_migrations')).rows.map((r) => num(r.version)),
+      );
+      for (const m of [...PG_MIGRATIONS].sort((a, b) => a.version - b.version)) {
+        if (done.has(m.version)) continue;
+        await c.query(m.sql);
+        await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [
+          m.version,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  async getSecret(name: string) {
+    const rows = await this.read('SELECT sealed FROM secrets WHERE name = $1', [name]);
+    return rows[0] ? u8(rows[0].sealed) : undefined;
+  }
+
+  async putSecretIfAbsent(name: string, sealed: Uint8Array) {
+    const r = await this.exec(
+      'INSERT INTO secrets (name, sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING',
+      [name, sealed, Date.now()],
+      false,
+    );
+    return r.rowCount === 1;
+  }
+
+  async insertKeyring(k: KeyringRecord) {
+    await this.tx(async (c) => {
+      await c.query(
+        `INSERT INTO keyrings (name, mode, scheme, master_version, manager_version, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [
+          k.name,
+          k.mode,
+          k.scheme,
+          k.masterVersion,
+          k.managerVersion,
+          k.status,
+          k.createdAt,
+          k.updatedAt,
+        ],
+      );
+      await c.query(
+        'INSERT INTO keyring_versions (keyring, manager_version, created_at) VALUES ($1, $2, $3)',
+        [k.name, k.managerVersion, k.createdAt],
+      );
+    });
+  }
+
+  async getKeyring(name: string) {
+    const rows = await this.read('SELECT * FROM keyrings WHERE name = $1', [name]);
+    return rows[0] ? keyringFrom(rows[0]) : undefined;
+  }
+
+  async listKeyrings() {
+    return (await this.read('SELECT * FROM keyrings ORDER BY name')).map(keyringFrom);
+  }
+
+  /** Compare-and-swap: the row lock makes concurrent updaters queue, the loser sees the move. */
+  async updateKeyring(
+    name: string,
+    expected: { masterVersion: number; managerVersion: number },
+    patch: Partial<Pick<KeyringRecord, 'masterVersion' | 'managerVersion' | 'status'>>,
+    now: number,
+  ) {
+    await this.tx(async (c) => {
+      const cur = (await c.query('SELECT * FROM keyrings WHERE name = $1 FOR UPDATE', [name]))
+        .rows[0] as Row | undefined;
+      if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+      const curMaster = num(cur.master_version);
+      const curManager = num(cur.manager_version);
+      if (curMaster !== expected.masterVersion || curManager !== expected.managerVersion) {
+        throw new BlindfoldError('ERR_CONFLICT', `keyring ${name} changed concurrently; retry`);
+      }
+      const next = {
+        master: patch.masterVersion ?? curMaster,
+        manager: patch.managerVersion ?? curManager,
+        status: patch.status ?? (cur.status as string),
+      };
+      await c.query(
+        'UPDATE keyrings SET master_version = $1, manager_version = $2, status = $3, updated_at = $4 WHERE name = $5',
+        [next.master, next.manager, next.status, now, name],
+      );
+      if (next.manager !== curManager) {
+        await c.query(
+          'INSERT INTO keyring_versions (keyring, manager_version, created_at) VALUES ($1, $2, $3)',
+          [name, next.manager, now],
+        );
+      }
+    });
+  }
+
+  async listKeyringVersions(name: string) {
+    const rows = await this.read(
+      'SELECT * FROM keyring_versions WHERE keyring = $1 ORDER BY manager_version',
+      [name],
+    );
+    return rows.map(
+      (r): KeyringVersionRecord => ({
+        keyring: r.keyring as string,
+        managerVersion: num(r.manager_version),
+        createdAt: num(r.created_at),
+        retiredAt: numOrNull(r.retired_at),
+      }),
+    );
+  }
+
+  async insertAppliance(a: ApplianceRecord) {
+    await this.exec(
+      `INSERT INTO appliances (id, name, identity_fpr, certificate_pem, status, vouched_by, criterion, created_at, revoked_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        a.id,
+        a.name,
+        a.identityFingerprint,
+        a.certificatePem,
+        a.status,
+        a.vouchedBy,
+        a.criterion,
+        a.createdAt,
+        a.revokedAt,
+      ],
+      false,
+    );
+  }
+
+  async getAppliance(id: string) {
+    const rows = await this.read('SELECT * FROM appliances WHERE id = $1', [id]);
+    return rows[0] ? applianceFrom(rows[0]) : undefined;
+  }
+
+  async listAppliances() {
+    return (await this.read('SELECT * FROM appliances ORDER BY created_at, id')).map(
+      applianceFrom,
+    );
+  }
+
+  async revokeAppliance(id: string, now: number) {
+    await this.tx(async (c) => {
+      const r = await c.query(
+        "UPDATE appliances SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status <> 'revoked'",
+        [now, id],
+      );
+      if (r.rowCount === 0) {
+        const exists = await c.query('SELECT 1 FROM appliances WHERE id = $1', [id]);
+        if (exists.rowCount === 0) throw new BlindfoldError('ERR_NOT_FOUND', `no appliance ${id}`);
+      }
+      await c.query('DELETE FROM appliance_keys WHERE appliance_id = $1', [id]);
+    });
+  }
+
+  /**
+   * Insert-if-absent, then read back. Under READ COMMITTED, ON CONFLICT DO NOTHING waits for a
+   * concurrent inserter of the same key, and the SELECT (a new snapshot) sees its row.
+   */
+  async putApplianceKey(k: ApplianceKeyRecord) {
+    return this.tx(async (c) => {
+      await c.query(
+        `INSERT INTO appliance_keys (appliance_id, keyring, manager_version, master_version, public_key, sealed_secret, sealed_extra, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (appliance_id, keyring, manager_version, master_version) DO NOTHING`,
+        [
+          k.applianceId,
+          k.keyring,
+          k.managerVersion,
+          k.masterVersion,
+          k.publicKey,
+          k.sealedSecret,
+          k.sealedExtra,
+          k.createdAt,
+        ],
+      );
+      const r = await c.query(`SELECT * FROM appliance_keys WHERE ${APPLIANCE_KEY_WHERE}`, [
+        k.applianceId,
+        k.keyring,
+        k.managerVersion,
+        k.masterVersion,
+      ]);
+      return applianceKeyFrom(r.rows[0] as Row);
+    });
+  }
+
+  async getApplianceKey(
+    applianceId: string,
+    keyring: string,
+    managerVersion: number,
+    masterVersion: number,
+  ) {
+    const rows = await this.read(`SELECT * FROM appliance_keys WHERE ${APPLIANCE_KEY_WHERE}`, [
+      applianceId,
+      keyring,
+      managerVersion,
+      masterVersion,
+    ]);
+    return rows[0] ? applianceKeyFrom(rows[0]) : undefined;
+  }
+
+  /** Conditional UPDATE: of two concurrent setters, the second re-checks IS NULL and loses. */
+  async setApplianceKeyExtra(
+    applianceId: string,
+    keyring: string,
+    managerVersion: number,
+    masterVersion: number,
+    sealedExtra: Uint8Array,
+  ) {
+    const r = await this.exec(
+      `UPDATE appliance_keys SET sealed_extra = $5 WHERE ${APPLIANCE_KEY_WHERE} AND sealed_extra IS NULL`,
+      [applianceId, keyring, managerVersion, masterVersion, sealedExtra],
+      false,
+    );
+    if (r.rowCount !== 1) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        'no key for this appliance and versions, or its hom2-opt setup was already done',
+      );
+    }
+  }
+
+  async deleteApplianceKeys(applianceId: string) {
+    const r = await this.exec(
+      'DELETE FROM appliance_keys WHERE appliance_id = $1',
+      [applianceId],
+      false,
+    );
+    return r.rowCount ?? 0;
+  }
+
+  async insertItem(i: ItemRecord) {
+    await this.exec(
+      `INSERT INTO items (keyring, item_id, master_version, manager_version, created_by, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [i.keyring, i.itemId, i.masterVersion, i.managerVersion, i.createdBy, i.createdAt],
+      false,
+    );
+  }
+
+  async getItem(keyring: string, itemId: Uint8Array) {
+    const rows = await this.read('SELECT * FROM items WHERE keyring = $1 AND item_id = $2', [
+      keyring,
+      itemId,
+    ]);
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      keyring: r.keyring as string,
+      itemId: u8(r.item_id),
+      masterVersion: num(r.master_version),
+      managerVersion: num(r.manager_version),
+      createdBy: r.created_by as string,
+      createdAt: num(r.created_at),
+    } satisfies ItemRecord;
+  }
+
+  async countItems(keyring?: string) {
+    const rows =
+      keyring === undefined
+        ? await this.read('SELECT count(*) AS n FROM items')
+        : await this.read('SELECT count(*) AS n FROM items WHERE keyring = $1', [keyring]);
+    return num(rows[0]?.n ?? 0);
+  }
+
+  async insertEnrollment(e: EnrollmentRecord) {
+    await this.exec(
+      `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [e.tokenHash, e.createdBy, e.boundFingerprint, e.expiresAt, e.usedAt, e.usedBy],
+      false,
+    );
+  }
+
+  /**
+   * Single use across replicas: the row lock (FOR UPDATE) makes a second consumer wait for the
+   * first to commit, and then it reads used_at set.
+   */
+  async consumeEnrollment(tokenHash: string, usedBy: string, now: number) {
+    return this.tx(async (c) => {
+      const r = (
+        await c.query('SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE', [tokenHash])
+      ).rows[0] as Row | undefined;
+      if (!r) throw new BlindfoldError('ERR_NOT_FOUND', 'unknown enrollment token');
+      if (r.used_at != null) {
+        throw new BlindfoldError('ERR_CONFLICT', 'this enrollment token was already used');
+      }
+      await c.query('UPDATE enrollments SET used_at = $1, used_by = $2 WHERE token_hash = $3', [
+        now,
+        usedBy,
+        tokenHash,
+      ]);
+      return { ...enrollmentFrom(r), usedAt: now, usedBy };
+    });
+  }
+
+  /**
+   * One gap-free hash chain however many replicas append: the 'audit' lock row serializes
+   * appenders (a FOR UPDATE on the last audit row would not lock an empty table, and two
+   * appenders could both read the same last row), then the last entry is read in a fresh
+   * snapshot, the chain is extended in memory (SPEC.md §8) and inserted. The seq primary key
+   * is a second line of defence: a fork would be a 23505, never two entries with one seq.
+   */
+  async appendAudit(entries: AuditEntry[]) {
+    if (entries.length === 0) return [];
+    return this.tx(async (c) => {
+      await this.lock(c, LOCK_AUDIT);
+      const last = (await c.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'))
+        .rows[0] as Row | undefined;
+      let seq = last ? num(last.seq) : 0;
+      let prev = last ? (last.hash as string) : GENESIS_HASH;
+      const out: StoredAuditEntry[] = [];
+      for (const e of entries) {
+        seq++;
+        const hash = chainHash(prev, { ...e, seq });
+        out.push({ ...e, seq, prevHash: prev, hash });
+        prev = hash;
+      }
+      for (let i = 0; i < out.length; i += AUDIT_ROWS_PER_INSERT) {
+        const chunk = out.slice(i, i + AUDIT_ROWS_PER_INSERT);
+        const params: unknown[] = [];
+        const values = chunk.map((e) => {
+          const b = params.length;
+          params.push(
+            e.seq,
+            e.ts,
+            e.actor,
+            e.action,
+            e.keyring,
+            e.item,
+            e.keyVersion,
+            e.outcome,
+            e.code,
+            e.requestId,
+            e.prevHash,
+            e.hash,
+          );
+          return `(${Array.from({ length: 12 }, (_, j) => `$${b + j + 1}`).join(', ')})`;
+        });
+        await c.query(
+          `INSERT INTO audit (seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash)
+           VALUES ${values.join(', ')}`,
+          params,
+        );
+      }
+      return out;
+    });
+  }
+
+  async listAudit(f: AuditFilter) {
+    const where: string[] = ['seq > $1'];
+    const args: unknown[] = [f.afterSeq ?? 0];
+    if (f.actor) {
+      args.push(f.actor);
+      where.push(`actor = $${args.length}`);
+    }
+    if (f.action) {
+      args.push(f.action);
+      where.push(`action = $${args.length}`);
+    }
+    if (f.outcome) {
+      args.push(f.outcome);
+      where.push(`outcome = $${args.length}`);
+    }
+    args.push(Math.min(Math.max(f.limit ?? 1000, 1), 100000));
+    const rows = await this.read(
+      `SELECT * FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${args.length}`,
+      args,
+    );
+    return rows.map(auditFrom);
+  }
+}
