@@ -37,15 +37,22 @@ Global options:
   -h, --help         help for any command
 `,
   up: `Usage: blindfold up [--home DIR] [--port 7300] [--local-port 7301] [--mode hom2] [--scheme ec-elgamal]
+                    [--replicas N --store postgres://USER@HOST:PORT/DB]
 
 Starts a manager (SQLite under DIR/manager) and one appliance (DIR/appliance) on loopback.
+With --replicas N (and a PostgreSQL --store), N manager processes serve the same appliances on
+ports 7300, 7302, 7303, ...; the appliance spreads load over them and fails over.
 The first run creates the local CA, a root key file (DIR/secrets/root.key), the operator token,
 a keyring "default" and the appliance's concealed master key. Later runs keep all data.
 In production, give the manager its root key from outside its data directory
 (BLINDFOLD_ROOT_KEY or --root-key-file): see docs/OPERATIONS.md.
 `,
-  manager: `Usage: blindfold manager [--home DIR] [--host 127.0.0.1] [--port 7300] [--store sqlite|sqlite:PATH]
-                         [--root-key-file FILE] [--insecure-http]
+  manager: `Usage: blindfold manager [--home DIR] [--host 127.0.0.1] [--port 7300]
+                         [--store sqlite|sqlite:PATH|postgres://USER@HOST:PORT/DB]
+                         [--hostname NAME ...] [--root-key-file FILE] [--insecure-http]
+
+--hostname adds a DNS name or IP address to the server certificate (repeat it for several), for
+appliances that reach the manager by a name other than localhost.
 
 The root key comes from BLINDFOLD_ROOT_KEY (base64url, 32 bytes) or --root-key-file (mode 0600).
 Without one the manager refuses to start: stealing its database alone must yield nothing.
@@ -104,7 +111,7 @@ function usage(key: string, message: string): never {
 
 const common = { home: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
 
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 /** Parsed options: strings for string options, booleans for flags (parseArgs guarantees it). */
 // biome-ignore lint/suspicious/noExplicitAny: values are typed by the option spec at runtime
 type Values = Record<string, any>;
@@ -178,6 +185,7 @@ async function cmdManager(args: string[]) {
     store: { type: 'string' },
     'root-key-file': { type: 'string' },
     'insecure-http': { type: 'boolean' },
+    hostname: { type: 'string', multiple: true },
   });
   if (values.help) return console.log(HELP.manager);
   const h = values.home ? resolve(values.home) : join(home(values), 'manager');
@@ -197,6 +205,7 @@ async function cmdManager(args: string[]) {
     rootKey,
     store: values.store,
     insecureHttp: values['insecure-http'],
+    hostnames: values.hostname,
     logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
   });
   const { writeFileAtomic } = await import('../util/atomic.ts');
@@ -291,6 +300,8 @@ async function cmdUp(args: string[]) {
     'local-port': { type: 'string' },
     mode: { type: 'string' },
     scheme: { type: 'string' },
+    replicas: { type: 'string' },
+    store: { type: 'string' },
   });
   if (values.help) return console.log(HELP.up);
   const { up } = await import('./up.ts');
@@ -300,6 +311,8 @@ async function cmdUp(args: string[]) {
     localPort: int(values['local-port'], '--local-port', 7301),
     mode: values.mode ?? 'hom2',
     scheme: values.scheme,
+    replicas: int(values.replicas, '--replicas', 1),
+    store: values.store,
   });
 }
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Appliance, enrollAppliance, loadState } from '../appliance/appliance.ts';
+import { Appliance, enrollAppliance, loadState, saveState } from '../appliance/appliance.ts';
 import { createJsonClient } from '../appliance/client.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { OPERATOR_TOKEN_FILE } from '../manager/run.ts';
@@ -21,6 +21,10 @@ export interface UpOptions {
   localPort: number;
   mode: string;
   scheme?: string;
+  /** Manager processes over one store (PostgreSQL for more than one). */
+  replicas?: number;
+  /** Store URL passed to every manager (default: SQLite in the manager home). */
+  store?: string;
   /** Resolves when both processes are ready (tests); default waits for a signal. */
   detach?: boolean;
 }
@@ -86,15 +90,34 @@ export async function up(o: UpOptions) {
     );
   };
   try {
-    const managerProc = child(
-      ['manager', '--home', managerHome, '--port', String(o.port), '--root-key-file', rootKeyFile],
-      env,
-      'manager',
-    );
-    procs.push(managerProc);
-    const managerUrl = `https://127.0.0.1:${o.port}`;
-    const caPem = await waitForFile(join(managerHome, 'pki', 'ca.pem'), managerProc);
-    await waitReady(managerUrl, caPem, managerProc, 'manager');
+    const replicas = o.replicas ?? 1;
+    if (replicas > 1 && !o.store?.startsWith('postgres')) {
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        'several manager replicas need a shared store: add --store postgres://...',
+      );
+    }
+    // Replica i listens on port, then port+2, port+3, ... (port+1 is the appliance's).
+    const ports = Array.from({ length: replicas }, (_, i) => (i === 0 ? o.port : o.port + i + 1));
+    const urls = ports.map((p) => `https://127.0.0.1:${p}`);
+    const startReplica = (i: number) => {
+      const args = ['manager', '--home', managerHome, '--port', String(ports[i]), '--root-key-file', rootKeyFile];
+      if (o.store) args.push('--store', o.store);
+      const p = child(args, env, replicas > 1 ? `manager-${i + 1}` : 'manager');
+      procs.push(p);
+      return p;
+    };
+    // The first replica creates the PKI and runs the migrations; the others start after it.
+    const first = startReplica(0);
+    const caPem = await waitForFile(join(managerHome, 'pki', 'ca.pem'), first);
+    await waitReady(urls[0]!, caPem, first, 'manager');
+    for (let i = 1; i < replicas; i++) {
+      const p = startReplica(i);
+      await waitReady(urls[i]!, caPem, p, `manager replica ${i + 1}`);
+    }
+    const managerUrl = urls.join(',');
+    const { writeFileAtomic } = await import('../util/atomic.ts');
+    await writeFileAtomic(join(managerHome, 'manager.json'), `${JSON.stringify({ url: managerUrl })}\n`);
 
     if (!existsSync(join(applianceHome, 'appliance.json'))) {
       const token = (await readFile(join(managerHome, OPERATOR_TOKEN_FILE), 'utf8')).trim();
@@ -128,7 +151,9 @@ export async function up(o: UpOptions) {
         op.close();
       }
     } else {
-      await loadState(applianceHome);
+      // The appliance follows the current set of manager endpoints.
+      const state = await loadState(applianceHome);
+      if (state.managerUrl !== managerUrl) await saveState(applianceHome, { ...state, managerUrl });
     }
 
     const applianceProc = child(
@@ -140,7 +165,7 @@ export async function up(o: UpOptions) {
     await waitReady(`http://127.0.0.1:${o.localPort}`, undefined, applianceProc, 'appliance');
 
     console.log(
-      `\nBlindfold is up: manager ${managerUrl}, appliance local API http://127.0.0.1:${o.localPort}` +
+      `\nBlindfold is up: manager ${urls.join(' ')}, appliance local API http://127.0.0.1:${o.localPort}` +
         `\nData in ${o.home}. Try:  npx blindfold encrypt README.md && npx blindfold decrypt README.md.bf -o README.copy` +
         '\nStop with Ctrl-C; "npm start" again keeps all data.\n',
     );
