@@ -13,7 +13,9 @@
  *   3. file encryption / decryption MB/s through encryptStream / decryptStream, file to file in a
  *      temp dir (page cache, no fsync), against raw AES-256-GCM of node:crypto on 64 KiB chunks
  *      (one cipher object per chunk, as the stream does) on one core;
- *   4. peak RSS of a child process that encrypts (and one that decrypts) a file.
+ *   4. peak RSS of a child process that encrypts (and one that decrypts) a file;
+ *   5. cluster (bench/cluster.ts): time to enroll a member (vouch + re-conceal) per mode, and
+ *      recoveries per second with 1, 2 and 3 appliance processes against one manager.
  *
  * Default: short (≈1 min: 4 s per load point, 256 MB files). `--full`: 10 s per point, 1 GB files.
  * Overrides: `--seconds N` (per load point), `--size-mb N` (files).
@@ -670,6 +672,11 @@ async function main(): Promise<void> {
       `start = node+tsx+libsodium loaded; file ${fmt(size / 2 ** 20)} MiB; ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
     );
   }
+  console.log('');
+
+  // 5. Cluster (issue #5): member enrollment, recoveries with 1-3 appliances (bench/cluster.ts).
+  const { runClusterBench } = await import('./cluster.ts');
+  report.cluster = await runClusterBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
   report.loadAverageAtEnd = os.loadavg();

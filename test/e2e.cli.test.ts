@@ -160,7 +160,9 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     await mkdir(small);
     const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', small]);
     if (m.status !== 0) {
-      t.skip('cannot mount a small tmpfs here (needs root); the atomic-write tests cover ENOSPC mapping');
+      t.skip(
+        'cannot mount a small tmpfs here (needs root); the atomic-write tests cover ENOSPC mapping',
+      );
       return;
     }
     try {
@@ -172,7 +174,10 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
       assert.deepEqual(await readdir(small), [], 'no partial or temporary file left');
       // A file that fits still works on the same file system.
       await writeFile(join(work, 'fits'), randomBytes(1000));
-      assert.equal((await run(['encrypt', join(work, 'fits'), '-o', join(small, 'fits.bf')], env)).code, 0);
+      assert.equal(
+        (await run(['encrypt', join(work, 'fits'), '-o', join(small, 'fits.bf')], env)).code,
+        0,
+      );
     } finally {
       spawnSync('umount', [small]);
     }

@@ -6,7 +6,13 @@
  * and per keyring and key version the concealed master — split: M ⊕ r_A; hom2: Enc_{D_A}(M);
  * hom2-opt: Enc_{D_A}(M) and the seed of β_A. None of it opens anything without the manager.
  */
-import { createPublicKey, randomBytes, verify as verifySignature } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  sign as signData,
+  verify as verifySignature,
+} from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
@@ -32,8 +38,9 @@ import { SCHEME_CODES, type SchemeId } from '../core/schemes/scheme.ts';
 /** Split-operator codes in the header's scheme byte (SPEC.md §6.1). */
 export const SPLIT_CODES = { xor: 0x11, 'add-p': 0x12, 'mul-p': 0x13 } as const;
 
+import { enrollProofInput, proofMaterial } from '../cluster/membership.ts';
 import { keyStatement } from '../manager/manager.ts';
-import { generateIdentity } from '../tls/x509.ts';
+import { generateIdentity, type Identity, spkiFingerprint } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { createJsonClient, type JsonClient } from './client.ts';
 
@@ -46,6 +53,21 @@ export interface Concealment {
   concealed: string;
   /** hom2-opt: seed from which β_A is re-derived, base64url. */
   optSeed?: string;
+  /**
+   * Set while a cluster transfer that brought this concealment is not yet acknowledged by the
+   * manager (SPEC.md §5.7): such a concealment is never used, and is dropped or confirmed at the
+   * next start (src/cluster/member.ts).
+   */
+  pending?: string;
+}
+
+/** An invite this appliance made as a voucher (criterion i), kept to pin the newcomer's key. */
+export interface InviteRecord {
+  /** First 32 hex digits of SHA-256(token) (src/cluster/membership.ts inviteId). */
+  invite: string;
+  fingerprint: string | null;
+  keyrings: string[];
+  expiresAt: number;
 }
 
 export interface KeyringState {
@@ -63,6 +85,8 @@ export interface ApplianceState {
   certificatePem: string;
   identityKeyPem: string;
   keyrings: Record<string, KeyringState>;
+  /** Invites made by this appliance (cluster vouching), newest last. */
+  invites?: InviteRecord[];
 }
 
 export const STATE_FILE = 'appliance.json';
@@ -97,26 +121,61 @@ export async function saveState(dir: string, s: ApplianceState): Promise<void> {
   await writeFileAtomic(join(dir, STATE_FILE), `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600 });
 }
 
-/** Enrollment (seed criterion i): the appliance proves it holds a one-time token. */
+/** An identity (ECDSA P-256) from its PKCS#8 PEM, e.g. made by "blindfold appliance identity". */
+export function identityFromPem(keyPem: string): Identity {
+  const privateKey = createPrivateKey(keyPem);
+  const publicKey = createPublicKey(privateKey);
+  const spkiDer = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+  return { publicKey, privateKey, keyPem, spkiDer, fingerprint: spkiFingerprint(spkiDer) };
+}
+
+/**
+ * Enrollment (seed: vouching, SPEC.md §5.7): the appliance proves it holds its identity key and
+ * presents a one-time token (criterion i) or a credential (criterion ii).
+ */
 export async function enrollAppliance(o: {
   dir: string;
   managerUrl: string;
   caPem: string;
-  token: string;
+  /** Criterion (i): a one-time invite token. */
+  token?: string;
+  /** Criterion (ii): a credential from the manager's credentials database. */
+  credential?: {
+    kind: 'fingerprint' | 'secret' | 'attestation';
+    secret?: string;
+    document?: Uint8Array;
+  };
   name: string;
+  /** An identity key made beforehand (so that a voucher could pin its fingerprint), PKCS#8 PEM. */
+  identityKeyPem?: string;
 }): Promise<ApplianceState> {
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
-  const id = generateIdentity();
+  const id = o.identityKeyPem ? identityFromPem(o.identityKeyPem) : generateIdentity();
   const client = createJsonClient({ baseUrl: o.managerUrl, caPem: o.caPem });
   try {
+    // Proof of possession of the identity key, bound to the token or credential (SPEC.md §5.7).
+    const proof = signData('sha256', enrollProofInput(o.name, id.spkiDer, proofMaterial(o)), {
+      key: createPrivateKey(id.keyPem),
+      dsaEncoding: 'der',
+    });
     const out = await client.request<{
       applianceId: string;
       certificatePem: string;
       caPem: string;
     }>('POST', '/v1/appliances/enroll', {
-      token: o.token,
+      ...(o.token !== undefined ? { token: o.token } : {}),
+      ...(o.credential
+        ? {
+            credential: {
+              kind: o.credential.kind,
+              ...(o.credential.secret !== undefined ? { secret: o.credential.secret } : {}),
+              ...(o.credential.document ? { document: toB64u(o.credential.document) } : {}),
+            },
+          }
+        : {}),
       name: o.name,
       publicKey: toB64u(id.spkiDer),
+      proof: toB64u(new Uint8Array(proof)),
     });
     const state: ApplianceState = {
       format: 1,
@@ -135,7 +194,7 @@ export async function enrollAppliance(o: {
   }
 }
 
-interface KeyAnswer {
+export interface KeyAnswer {
   keyring: string;
   managerVersion: number;
   mode: string;
@@ -238,12 +297,17 @@ export class Appliance {
     this.client.close();
   }
 
+  /** The data directory holding appliance.json. */
+  get home(): string {
+    return this.dir;
+  }
+
   get id(): string {
     return this.state.applianceId;
   }
 
   /** The manager's signature over our public key proves it came from the manager (seed I). */
-  private checkKeyStatement(a: KeyAnswer): void {
+  checkKeyStatement(a: KeyAnswer): void {
     const pub = fromB64u(a.publicKey);
     const statement = keyStatement(
       this.id,
@@ -288,7 +352,7 @@ export class Appliance {
       throw new BlindfoldError(
         'ERR_CONFLICT',
         `keyring ${keyring} already has a master key (version ${info.masterVersion}) made by another appliance: ` +
-          'join with --import-key and the same key material (cluster vouching is planned, issue #5)',
+          'receive it from a member (cluster transfer: "blindfold appliance init --keyring K" on an invited appliance, SPEC.md §5.7) or join with --import-key and the same key material',
       );
     }
     const c = await this.concealNewMaster(
@@ -297,6 +361,7 @@ export class Appliance {
       masterVersion,
       info.managerVersion,
       opts.importKey,
+      !existing && info.masterVersion > 0,
     );
     const ks: KeyringState = existing ?? { mode: info.mode, scheme: info.scheme, concealments: [] };
     ks.concealments.push(c);
@@ -405,7 +470,10 @@ export class Appliance {
     masterVersion: number,
     managerVersion: number,
     importKey?: Uint8Array,
+    joining = false,
   ): Promise<Concealment> {
+    // Joining an existing master with imported material: the manager may flag us trusted.
+    const imported = importKey && joining ? { imported: true } : {};
     const seed = importKey ? new Uint8Array(importKey) : new Uint8Array(randomBytes(32));
     try {
       if (info.mode === 'split') {
@@ -417,6 +485,7 @@ export class Appliance {
           managerVersion,
           masterVersion,
           r: toB64u(r),
+          ...imported,
         });
         zeroize(r);
         return { masterVersion, managerVersion, concealed: toB64u(blindedMaster) };
@@ -425,6 +494,7 @@ export class Appliance {
       const a = await this.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
         managerVersion,
         masterVersion,
+        ...imported,
       });
       this.checkKeyStatement(a);
       const pk = scheme.decodePublicKey(fromB64u(a.publicKey));
@@ -455,6 +525,7 @@ export class Appliance {
     }
     const list = ks.concealments.filter(
       (c) =>
+        !c.pending && // not yet acknowledged by the manager (cluster transfer)
         (masterVersion === undefined || c.masterVersion === masterVersion) &&
         (managerVersion === undefined || c.managerVersion === managerVersion),
     );

@@ -199,7 +199,10 @@ export function createJsonClient(o: ClientOptions): JsonClient {
           // applied is retried only when the caller says it is idempotent.
           const noAnswer = ce.code === 'ERR_UNAVAILABLE' && !ce.answered;
           const refusedUnavailable = ce.answered === true && ce.status === 503;
-          if (!(noAnswer || refusedUnavailable) || (!idempotent && !refusedUnavailable && !isConnectRefused(ce))) {
+          if (
+            !(noAnswer || refusedUnavailable) ||
+            (!idempotent && !refusedUnavailable && !isConnectRefused(ce))
+          ) {
             throw e;
           }
           ep.downUntil = Date.now() + downMs;
@@ -221,7 +224,9 @@ export function createJsonClient(o: ClientOptions): JsonClient {
 /** A refused connection never reached a server, so any request may go elsewhere. */
 function isConnectRefused(e: BlindfoldError): boolean {
   const cause = e.cause as NodeJS.ErrnoException | undefined;
-  return cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND' || cause?.code === 'EHOSTUNREACH';
+  return (
+    cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND' || cause?.code === 'EHOSTUNREACH'
+  );
 }
 
 function unavailable(base: string, cause: unknown): BlindfoldError {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { ClusterMember } from '../cluster/member.ts';
 import { toB64u, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
@@ -23,11 +24,14 @@ export interface ApplianceRunOptions {
   logger?: boolean | object;
   onItemSecret?: (keyring: string, secret: Uint8Array) => void;
   cache?: { maxEntries: number; ttlMs: number };
+  /** Poll interval of the cluster loop (serving and receiving transfers); 0 turns it off. */
+  clusterPollMs?: number;
 }
 
 export interface RunningAppliance {
   app: FastifyInstance;
   appliance: Appliance;
+  member: ClusterMember;
   url: string;
   token: string;
   close(): Promise<void>;
@@ -59,6 +63,11 @@ export async function readLocalInfo(home: string): Promise<{ url: string; token:
   }
 }
 
+function clusterPollFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.BLINDFOLD_CLUSTER_POLL_MS;
+  return v !== undefined && /^\d{1,7}$/.test(v) ? Number(v) : undefined;
+}
+
 export async function startAppliance(o: ApplianceRunOptions): Promise<RunningAppliance> {
   const state = await loadState(o.home);
   const appliance = new Appliance({
@@ -68,10 +77,13 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
     cache: o.cache,
   });
   const token = await ensureLocalToken(o.home);
+  // The cluster loop: serve transfers this member may vouch for, receive our own (SPEC.md §5.7).
+  const member = new ClusterMember(appliance);
   const app = await buildLocalServer({
     appliance,
     tokenHash: sha256(utf8(token)),
     logger: o.logger,
+    member,
   });
   await app.listen({ host: '127.0.0.1', port: o.port ?? 7301 });
   const addr = app.server.address();
@@ -84,15 +96,19 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
       mode: 0o600,
     },
   );
+  const pollMs = o.clusterPollMs ?? clusterPollFromEnv(process.env) ?? 1000;
+  if (pollMs > 0) member.start(pollMs);
   let closed = false;
   return {
     app,
     appliance,
+    member,
     url,
     token,
     async close() {
       if (closed) return;
       closed = true;
+      member.stop();
       await app.close();
       appliance.close();
     },

@@ -6,6 +6,8 @@
  */
 import { PassThrough, Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { registerLocalClusterRoutes } from '../cluster/local-routes.ts';
+import type { ClusterMember } from '../cluster/member.ts';
 import { equalBytes, fromB64u, toB64u, utf8, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { decodeHeader, freshFileSecrets } from '../core/format.ts';
@@ -26,6 +28,8 @@ export interface LocalServerOptions {
   tokenHash: Uint8Array;
   logger?: boolean | object;
   metrics?: Metrics;
+  /** The cluster side of this appliance (invites, joining), SPEC.md §5.7. */
+  member?: ClusterMember;
 }
 
 export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyInstance> {
@@ -54,6 +58,7 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
   };
 
   app.get('/health', async () => ({ status: 'ok' }));
+  if (o.member) registerLocalClusterRoutes(app, { member: o.member, auth });
   app.get('/metrics', async (_r, reply) => {
     void reply.header('content-type', 'text/plain; version=0.0.4');
     return metrics.render();

@@ -13,6 +13,7 @@ import { BlindfoldError, isBlindfoldError } from '../core/errors.ts';
 import { OPERATOR_TOKEN_FILE, rootKeyFromEnv, startManager } from '../manager/run.ts';
 import { loadRootKey } from '../manager/seal.ts';
 import type { StoredAuditEntry } from '../store/types.ts';
+import { cmdCluster, ensureIdentityFile, ensureKeyring, readIdentityFile } from './cluster.ts';
 import { decryptFile, encryptFile, rewrapFile } from './files.ts';
 
 const HELP: Record<string, string> = {
@@ -23,8 +24,10 @@ Usage: blindfold <command> [options]
 Commands:
   up                 run a manager and one appliance locally (what "npm start" does)
   manager            run a manager
-  appliance init     enroll an appliance with a manager and conceal a master key
-  appliance run      run an enrolled appliance's local API
+  appliance identity make this appliance's identity key first (to bind an invite to it)
+  appliance init     enroll an appliance with a manager and conceal (or receive) a master key
+  appliance run      run an enrolled appliance's local API (and serve cluster transfers)
+  cluster            invite, members, revoke, credentials: the appliance cluster
   encrypt FILE       encrypt a file (or - for stdin) through the local appliance
   decrypt FILE       decrypt a file (or - for stdin); --range START:END for a byte range
   status             show the local deployment
@@ -59,12 +62,23 @@ Without one the manager refuses to start: stealing its database alone must yield
 TLS is on by default (a local CA is created at first start); --insecure-http serves plain HTTP,
 on which appliances cannot authenticate (mutual TLS).
 `,
-  'appliance init': `Usage: blindfold appliance init --manager URL --ca FILE --token TOKEN [--name NAME]
-                              [--keyring default] [--import-key FILE] [--home DIR]
+  'appliance init': `Usage: blindfold appliance init --manager URL --ca FILE
+                              (--token TOKEN | --secret S | --allow-listed | --attestation FILE)
+                              [--name NAME] [--keyring default] [--import-key FILE] [--wait 60]
+                              [--home DIR]
 
-Enrolls with a one-time enrollment token, generates the master key here and conceals it at once
-(or imports 32 bytes of key material from FILE). The plain master key is never stored or sent.
-With an existing enrollment, --keyring joins another keyring or adds a new master-key version.
+Enrolls, vouched for by an invite token (criterion i, "blindfold cluster invite") or by the
+manager's credentials database (criterion ii: a pre-shared secret, an allow-listed identity key
+made with "blindfold appliance identity", or an attestation document). Then, for --keyring:
+if the keyring has no master yet, generates one here and conceals it at once; if this appliance
+holds it, adds a new master-key version; with --import-key, conceals those 32 bytes; otherwise
+receives the master from a member, re-concealed for this appliance (waits up to --wait seconds
+for the voucher or another member to serve it). The plain master key is never stored or sent.
+`,
+  'appliance identity': `Usage: blindfold appliance identity [--home DIR]
+
+Creates the appliance's identity key (DIR/identity.key, 0600) if absent and prints its
+fingerprint, for "blindfold cluster invite --fingerprint" or an allow-listed credential.
 `,
   'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS]
 
@@ -111,7 +125,10 @@ function usage(key: string, message: string): never {
 
 const common = { home: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
 
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+type OptionSpec = Record<
+  string,
+  { type: 'string' | 'boolean'; short?: string; multiple?: boolean }
+>;
 /** Parsed options: strings for string options, booleans for flags (parseArgs guarantees it). */
 // biome-ignore lint/suspicious/noExplicitAny: values are typed by the option spec at runtime
 type Values = Record<string, any>;
@@ -225,6 +242,10 @@ async function cmdApplianceInit(args: string[]) {
     name: { type: 'string' },
     keyring: { type: 'string' },
     'import-key': { type: 'string' },
+    secret: { type: 'string' },
+    'allow-listed': { type: 'boolean' },
+    attestation: { type: 'string' },
+    wait: { type: 'string' },
   });
   if (values.help) return console.log(HELP['appliance init']);
   const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
@@ -232,31 +253,69 @@ async function cmdApplianceInit(args: string[]) {
   const importKey = values['import-key'] ? await readImportKey(values['import-key']) : undefined;
   let state = await loadState(h).catch(() => undefined);
   if (!state) {
-    if (!values.manager || !values.ca || !values.token) {
-      usage('appliance init', 'a new appliance needs --manager, --ca and --token');
+    const ways = [values.token, values.secret, values['allow-listed'], values.attestation].filter(
+      (x) => x !== undefined,
+    ).length;
+    if (!values.manager || !values.ca || ways !== 1) {
+      usage(
+        'appliance init',
+        'a new appliance needs --manager, --ca and one of --token, --secret, --allow-listed, --attestation',
+      );
     }
     const caPem = await readFile(values.ca, 'utf8').catch((cause) => {
       throw new BlindfoldError('ERR_IO', `cannot read the CA certificate ${values.ca}`, { cause });
     });
+    const credential = values.secret
+      ? { kind: 'secret' as const, secret: values.secret as string }
+      : values['allow-listed']
+        ? { kind: 'fingerprint' as const }
+        : values.attestation
+          ? {
+              kind: 'attestation' as const,
+              document: new Uint8Array(
+                await readFile(values.attestation).catch((cause) => {
+                  throw new BlindfoldError('ERR_IO', `cannot read ${values.attestation}`, {
+                    cause,
+                  });
+                }),
+              ),
+            }
+          : undefined;
     state = await enrollAppliance({
       dir: h,
       managerUrl: values.manager,
       caPem,
       token: values.token,
+      credential,
       name: values.name ?? 'appliance',
+      identityKeyPem: await readIdentityFile(h),
     });
     console.error(`enrolled as ${state.applianceId}`);
   }
   const { Appliance } = await import('../appliance/appliance.ts');
   const a = new Appliance({ dir: h, state });
+  let how: string;
   try {
-    await a.initKeyring(keyring, { importKey });
+    how = await ensureKeyring(a, keyring, {
+      importKey,
+      waitMs: 1000 * int(values.wait, '--wait', 60),
+    });
   } finally {
     a.close();
   }
-  console.error(
-    `master key for keyring "${keyring}" generated and concealed; the plain key was wiped`,
-  );
+  if (how === 'created') {
+    console.error(
+      `master key for keyring "${keyring}" generated and concealed; the plain key was wiped`,
+    );
+  }
+}
+
+async function cmdApplianceIdentity(args: string[]) {
+  const { values } = parse('appliance identity', args, {});
+  if (values.help) return console.log(HELP['appliance identity']);
+  const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
+  const id = await ensureIdentityFile(h);
+  console.log(id.fingerprint);
 }
 
 async function readImportKey(path: string): Promise<Uint8Array> {
@@ -465,6 +524,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'appliance':
         if (sub === 'init') await cmdApplianceInit(rest);
+        else if (sub === 'identity') await cmdApplianceIdentity(rest);
         else if (sub === 'run' || sub === undefined || sub.startsWith('-')) {
           await cmdApplianceRun(sub === 'run' ? rest : argv.slice(1));
         } else usage('main', `unknown appliance command "${sub}"`);
@@ -482,6 +542,19 @@ export async function main(argv: string[]): Promise<number> {
       case 'keys':
         if (sub !== 'rotate') usage('main', 'did you mean "blindfold keys rotate"?');
         await cmdKeysRotate(rest);
+        return 0;
+      case 'cluster':
+        await cmdCluster(
+          {
+            home,
+            operatorClient,
+            localClientAt: async (dir) => {
+              const info = await readLocalInfo(dir);
+              return createJsonClient({ baseUrl: info.url, token: info.token, retries: 2 });
+            },
+          },
+          argv.slice(1),
+        );
         return 0;
       case 'audit':
         if (sub !== 'verify') usage('main', 'did you mean "blindfold audit verify"?');

@@ -101,7 +101,15 @@ export async function up(o: UpOptions) {
     const ports = Array.from({ length: replicas }, (_, i) => (i === 0 ? o.port : o.port + i + 1));
     const urls = ports.map((p) => `https://127.0.0.1:${p}`);
     const startReplica = (i: number) => {
-      const args = ['manager', '--home', managerHome, '--port', String(ports[i]), '--root-key-file', rootKeyFile];
+      const args = [
+        'manager',
+        '--home',
+        managerHome,
+        '--port',
+        String(ports[i]),
+        '--root-key-file',
+        rootKeyFile,
+      ];
       if (o.store) args.push('--store', o.store);
       const p = child(args, env, replicas > 1 ? `manager-${i + 1}` : 'manager');
       procs.push(p);
@@ -117,7 +125,10 @@ export async function up(o: UpOptions) {
     }
     const managerUrl = urls.join(',');
     const { writeFileAtomic } = await import('../util/atomic.ts');
-    await writeFileAtomic(join(managerHome, 'manager.json'), `${JSON.stringify({ url: managerUrl })}\n`);
+    await writeFileAtomic(
+      join(managerHome, 'manager.json'),
+      `${JSON.stringify({ url: managerUrl })}\n`,
+    );
 
     if (!existsSync(join(applianceHome, 'appliance.json'))) {
       const token = (await readFile(join(managerHome, OPERATOR_TOKEN_FILE), 'utf8')).trim();

@@ -9,7 +9,9 @@
  * or do a group operation. `groupOps` counts the latter so that tests can prove it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { concat, equalBytes, lp16, toB64u, toHex, u32be, utf8 } from '../core/bytes.ts';
+import type { AttestationVerifier } from '../cluster/credentials.ts';
+import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../cluster/service.ts';
+import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
@@ -41,9 +43,17 @@ export interface ManagerDeps {
   /** Signs public keys handed to appliances so that their authenticity can be checked. */
   signKeyStatement: (statement: Uint8Array) => Uint8Array;
   /** Issues a client certificate for an enrolled appliance's identity key. */
-  issueApplianceCertificate: (spkiDer: Uint8Array, applianceId: string) => string;
+  issueApplianceCertificate: (
+    spkiDer: Uint8Array,
+    applianceId: string,
+    extra?: { oid: string; value: Uint8Array }[],
+  ) => string;
   fingerprintOf: (spkiDer: Uint8Array) => string;
   now?: () => number;
+  /** Vouching criterion (ii) by attestation document (default: refuse all, SPEC.md §5.7). */
+  attestation?: AttestationVerifier;
+  /** Cluster transfer timings (defaults: claims lapse after 30 s, voucher alone for 5 s). */
+  cluster?: { claimTtlMs?: number; voucherGraceMs?: number };
 }
 
 export interface CreateKeyringInput {
@@ -79,7 +89,7 @@ interface KeyringKeys {
 }
 
 /** An appliance's unsealed, decoded key material for one keyring version (cached). */
-type ApplianceKey =
+export type ApplianceKey =
   | { mode: 'split'; op: SplitOperator; r: Uint8Array }
   | {
       mode: 'hom2' | 'hom2-opt';
@@ -138,8 +148,23 @@ export class Manager {
   private readonly applianceKeys = new Map<string, ApplianceKey>();
   private readonly now: () => number;
 
+  /** Vouching, membership and re-concealment transfers (SPEC.md §5.7). */
+  readonly cluster: ClusterService;
+
   private constructor(private readonly d: ManagerDeps) {
     this.now = d.now ?? Date.now;
+    this.cluster = new ClusterService(this, {
+      store: d.store,
+      sealer: d.sealer,
+      audit: d.audit,
+      signKeyStatement: d.signKeyStatement,
+      issueCertificate: (spki, id, extra) => d.issueApplianceCertificate(spki, id, extra),
+      fingerprintOf: d.fingerprintOf,
+      now: () => this.now(),
+      attestation: d.attestation,
+      claimTtlMs: d.cluster?.claimTtlMs,
+      voucherGraceMs: d.cluster?.voucherGraceMs,
+    });
   }
 
   static async open(deps: ManagerDeps): Promise<Manager> {
@@ -174,7 +199,8 @@ export class Manager {
     this.byFingerprint.set(a.identityFingerprint, a.id);
   }
 
-  private dropApplianceKeys(id: string): void {
+  /** @internal Drops an appliance's cached keys (revocation, cluster transfers). */
+  dropApplianceKeys(id: string): void {
     for (const key of [...this.applianceKeys.keys()]) {
       if (key.startsWith(`${id}|`)) this.applianceKeys.delete(key);
     }
@@ -255,6 +281,10 @@ export class Manager {
 
   /** An appliance announces a new master-key version it generated (SPEC.md §5.5). */
   async bumpMasterVersion(actor: string, name: string, expected: number): Promise<KeyringRecord> {
+    // A keyring's first master may come from any member (it holds nothing yet: that makes it
+    // trusted, SPEC.md §5.7); a new version of an existing master only from a trusted one.
+    const member = this.memberAppliance(actor);
+    if (expected !== 0 || member.status !== 'enrolled') this.trustedAppliance(actor);
     const k = this.keyring(name);
     if (k.masterVersion !== expected) {
       throw new BlindfoldError(
@@ -277,6 +307,9 @@ export class Manager {
       keyring: name,
       keyVersion: expected + 1,
     });
+    if (member.status === 'enrolled') {
+      await this.cluster.markTrusted(actor, actor, 'master', `created master 1 of keyring ${name}`);
+    }
     return rec;
   }
 
@@ -301,84 +334,30 @@ export class Manager {
 
   // -- appliances --------------------------------------------------------------------------------
 
-  async createEnrollment(actor: string, ttlSeconds = 3600, fingerprint: string | null = null) {
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > 7 * 86400) {
-      throw bad('ttlSeconds must be an integer between 60 and 604800');
-    }
-    if (fingerprint !== null && !/^[0-9a-f]{64}$/.test(fingerprint)) {
-      throw bad('fingerprint must be 64 lowercase hex characters (SHA-256 of the identity key)');
-    }
-    const token = `bf-enroll-${toB64u(randomBytes(32))}`;
-    const expiresAt = this.now() + ttlSeconds * 1000;
-    await this.d.store.insertEnrollment({
-      tokenHash: toHex(sha256(utf8(token))),
-      createdBy: actor,
-      boundFingerprint: fingerprint,
-      expiresAt,
-      usedAt: null,
-      usedBy: null,
-    });
-    await this.d.audit.record({ actor, action: 'enrollment.create' });
-    return { token, expiresAt };
+  /** An operator invite (vouching criterion i by the operator); see ClusterService.createInvite. */
+  async createEnrollment(
+    actor: string,
+    ttlSeconds = 3600,
+    fingerprint: string | null = null,
+    keyrings: string[] = [],
+  ) {
+    const out = await this.cluster.createInvite(actor, { ttlSeconds, fingerprint, keyrings });
+    return { token: out.token, expiresAt: out.expiresAt };
   }
 
-  /** Seed: an appliance is flagged trusted only after being vouched for (criterion i). */
-  async enroll(input: { token: string; name: string; publicKey: Uint8Array }) {
-    if (!/^[\w.-]{1,64}$/.test(input.name)) {
-      throw bad('appliance names are 1 to 64 characters of letters, digits, ".", "_" and "-"');
-    }
-    const fingerprint = this.d.fingerprintOf(input.publicKey);
-    const id = `ap-${fingerprint.slice(0, 16)}`;
-    const now = this.now();
-    let enrollment: Awaited<ReturnType<Store['consumeEnrollment']>>;
-    try {
-      enrollment = await this.d.store.consumeEnrollment(toHex(sha256(utf8(input.token))), id, now);
-    } catch (e) {
-      await this.d.audit.record({
-        actor: id,
-        action: 'appliance.enroll',
-        outcome: 'refused',
-        code: 'ERR_UNAUTHENTICATED',
-      });
-      if (
-        e instanceof BlindfoldError &&
-        (e.code === 'ERR_NOT_FOUND' || e.code === 'ERR_CONFLICT')
-      ) {
-        throw new BlindfoldError(
-          'ERR_UNAUTHENTICATED',
-          'invalid, used or expired enrollment token',
-        );
-      }
-      throw e;
-    }
-    if (
-      enrollment.expiresAt <= now ||
-      (enrollment.boundFingerprint && enrollment.boundFingerprint !== fingerprint)
-    ) {
-      await this.d.audit.record({
-        actor: id,
-        action: 'appliance.enroll',
-        outcome: 'refused',
-        code: 'ERR_UNAUTHENTICATED',
-      });
-      throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid, used or expired enrollment token');
-    }
-    const certificatePem = this.d.issueApplianceCertificate(input.publicKey, id);
-    const rec: ApplianceRecord = {
-      id,
-      name: input.name,
-      identityFingerprint: fingerprint,
-      certificatePem,
-      status: 'trusted',
-      vouchedBy: enrollment.createdBy,
-      criterion: 'token',
-      createdAt: now,
-      revokedAt: null,
-    };
-    await this.d.store.insertAppliance(rec);
-    this.remember(rec);
-    await this.d.audit.record({ actor: id, action: 'appliance.enroll' });
-    return { applianceId: id, certificatePem };
+  /** Seed: an appliance is flagged trusted only after being vouched for (SPEC.md §5.7). */
+  async enroll(input: ClusterEnrollInput) {
+    return this.cluster.enroll(input);
+  }
+
+  /** @internal */
+  applianceRecord(id: string): ApplianceRecord | undefined {
+    return this.appliances.get(id);
+  }
+
+  /** @internal Caches a record the store accepted. */
+  rememberAppliance(rec: ApplianceRecord): void {
+    this.appliances.set(rec.id, rec);
   }
 
   listAppliances(): ApplianceRecord[] {
@@ -393,6 +372,7 @@ export class Manager {
     const rec = this.appliances.get(id)!;
     this.appliances.set(id, { ...rec, status: 'revoked', revokedAt: now });
     this.dropApplianceKeys(id);
+    await this.cluster.onRevoked(actor, id);
     await this.d.audit.record({ actor, action: 'appliance.revoke', item: id });
   }
 
@@ -415,11 +395,36 @@ export class Manager {
     return this.applianceByFingerprint(identityFingerprint);
   }
 
-  trustedAppliance(id: string): ApplianceRecord {
+  /** A member: enrolled (vouched for, no secret yet) or trusted; revoked ones are refused. */
+  memberAppliance(id: string): ApplianceRecord {
     const a = this.appliances.get(id);
     if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance');
-    if (a.status !== 'trusted') {
+    if (a.status === 'revoked') {
       throw new BlindfoldError('ERR_REVOKED', `appliance ${id} has been revoked`);
+    }
+    return a;
+  }
+
+  /**
+   * memberAppliance, reading the record again from the store while it is cached as enrolled:
+   * another replica may have made it trusted (a transfer or a first master) since (SPEC.md §5.7).
+   */
+  async memberFresh(id: string): Promise<ApplianceRecord> {
+    if (this.appliances.get(id)?.status === 'enrolled') {
+      const rec = await this.d.store.getAppliance(id);
+      if (rec) this.appliances.set(id, rec);
+    }
+    return this.memberAppliance(id);
+  }
+
+  /** A trusted member: item creation, recovery, vouching and serving transfers need it. */
+  trustedAppliance(id: string): ApplianceRecord {
+    const a = this.memberAppliance(id);
+    if (a.status !== 'trusted') {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `appliance ${id} is enrolled but not trusted yet: it becomes trusted when it has received a keyring's master from a member (or created a keyring's first master)`,
+      );
     }
     return a;
   }
@@ -432,8 +437,18 @@ export class Manager {
     managerVersion: number,
     masterVersion: number,
     r?: Uint8Array,
+    opts: { imported?: boolean } = {},
   ) {
-    this.trustedAppliance(applianceId);
+    // Enrolled members register keys too: for a keyring's first master, or to check the key a
+    // transfer brought them. Only the operator hands out raw key material, so only an
+    // operator-vouched appliance becomes trusted by importing it (SPEC.md §5.7).
+    const member = this.memberAppliance(applianceId);
+    if (opts.imported && member.status === 'enrolled' && member.vouchedBy !== 'operator') {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `appliance ${applianceId} was vouched for by ${member.vouchedBy}: it receives the master by transfer, not by import`,
+      );
+    }
     const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
     this.checkManagerVersion(k, managerVersion);
     this.checkMasterVersion(k, masterVersion);
@@ -497,6 +512,14 @@ export class Manager {
       k.scheme,
       rec.publicKey,
     );
+    if (opts.imported && member.status === 'enrolled') {
+      await this.cluster.markTrusted(
+        applianceId,
+        'operator',
+        'import',
+        `imported key material for master ${masterVersion} of keyring ${keyringName}`,
+      );
+    }
     return {
       keyring: keyringName,
       managerVersion,
@@ -516,7 +539,7 @@ export class Manager {
     masterVersion: number,
     blinded: Uint8Array,
   ) {
-    this.trustedAppliance(applianceId);
+    this.memberAppliance(applianceId);
     const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
     const key = await this.loadApplianceKey(applianceId, k, managerVersion, masterVersion);
@@ -627,7 +650,8 @@ export class Manager {
     if (input.entropy.length > 64) throw bad('entropy is at most 64 bytes');
     const ttl = input.ttlSeconds ?? 0;
     if (!Number.isInteger(ttl) || ttl < 0) throw bad('ttlSeconds must be a non-negative integer');
-    if (input.itemId !== undefined && input.itemId.length !== 16) throw bad('itemId must be 16 bytes');
+    if (input.itemId !== undefined && input.itemId.length !== 16)
+      throw bad('itemId must be 16 bytes');
     const itemId = input.itemId ?? new Uint8Array(randomBytes(16));
     const ref: ItemRef = {
       keyring: k.name,
@@ -802,7 +826,8 @@ export class Manager {
     return k;
   }
 
-  private keyring(name: string): KeyringRecord {
+  /** @internal The cached keyring record (ERR_NOT_FOUND if unknown). */
+  keyring(name: string): KeyringRecord {
     if (!isKeyringId(name)) throw bad('invalid keyring name');
     const k = this.keyrings.get(name);
     if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
@@ -856,7 +881,8 @@ export class Manager {
     return keys;
   }
 
-  private async loadApplianceKey(
+  /** @internal An appliance's unsealed key for a version (ERR_FORBIDDEN if it holds none). */
+  async loadApplianceKey(
     applianceId: string,
     k: KeyringRecord,
     v: number,

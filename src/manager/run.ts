@@ -7,6 +7,7 @@ import { createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type { AttestationVerifier } from '../cluster/credentials.ts';
 import { fromB64u, toB64u, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
@@ -33,6 +34,13 @@ export interface ManagerRunOptions {
   logger?: boolean | object;
   /** Extra names for the server certificate. */
   hostnames?: string[];
+  /** Vouching criterion (ii) by attestation documents (default: refuse all, SPEC.md §5.7). */
+  attestation?: AttestationVerifier;
+  /**
+   * Cluster transfer timings; default from BLINDFOLD_CLAIM_TTL_MS and BLINDFOLD_VOUCHER_GRACE_MS,
+   * else 30 000 and 5 000 ms.
+   */
+  cluster?: { claimTtlMs?: number; voucherGraceMs?: number };
   /** How often to re-read keyrings and appliances from the store (default 1000 ms). */
   refreshMs?: number;
 }
@@ -92,15 +100,20 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       sealer,
       audit,
       signKeyStatement: (statement) => new Uint8Array(sign('sha256', statement, caKey)),
-      issueApplianceCertificate: (spkiDer, applianceId) =>
+      // The client certificate is the membership certificate: its extension carries the claim
+      // (who vouched, by which criterion), SPEC.md §5.7.
+      issueApplianceCertificate: (spkiDer, applianceId, extra) =>
         issueCertificate({
           ca: { certPem: pki.caCertPem, keyPem: pki.caKeyPem },
           subjectPublicKey: spkiDer,
           commonName: applianceId,
           usage: 'client',
           validDays: 825,
+          extra,
         }),
       fingerprintOf: (spkiDer) => spkiFingerprint(spkiDer),
+      attestation: o.attestation,
+      cluster: o.cluster ?? clusterTimingsFromEnv(process.env),
     });
   } catch (e) {
     await store.close();
@@ -144,6 +157,15 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       await audit.flush();
       await store.close();
     },
+  };
+}
+
+function clusterTimingsFromEnv(env: NodeJS.ProcessEnv) {
+  const ms = (v: string | undefined) =>
+    v !== undefined && /^\d{1,9}$/.test(v) ? Number(v) : undefined;
+  return {
+    claimTtlMs: ms(env.BLINDFOLD_CLAIM_TTL_MS),
+    voucherGraceMs: ms(env.BLINDFOLD_VOUCHER_GRACE_MS),
   };
 }
 

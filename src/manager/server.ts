@@ -12,6 +12,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { registerClusterRoutes } from '../cluster/routes.ts';
 import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
@@ -104,7 +105,9 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     const a = manager.applianceByFingerprint(fpr) ?? (await manager.resolveAppliance(fpr));
     if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown appliance certificate');
     try {
-      return manager.trustedAppliance(a.id).id;
+      // Enrolled (vouched, no secret yet) and trusted members pass; routes that need a trusted
+      // member check it themselves (SPEC.md §5.7).
+      return (await manager.memberFresh(a.id)).id;
     } catch (e) {
       // Refused before any work, but still one audit entry per request (SPEC.md §8).
       manager.auditRefusal(
@@ -344,7 +347,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       return { revoked: request.params.id };
     },
   );
-  app.post<{ Body: { ttlSeconds?: number; fingerprint?: string } }>(
+  app.post<{ Body: { ttlSeconds?: number; fingerprint?: string; keyrings?: string[] } }>(
     '/v1/enrollments',
     {
       schema: {
@@ -354,6 +357,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           properties: {
             ttlSeconds: { type: 'integer', minimum: 60, maximum: 604800 },
             fingerprint: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            keyrings: { type: 'array', maxItems: 32, items: keyringName },
           },
         },
         response: {
@@ -369,22 +373,52 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     async (request, reply) => {
       const actor = await operator(request);
       const body = request.body ?? {};
-      const out = await manager.createEnrollment(actor, body.ttlSeconds, body.fingerprint ?? null);
+      const out = await manager.createEnrollment(
+        actor,
+        body.ttlSeconds,
+        body.fingerprint ?? null,
+        body.keyrings ?? [],
+      );
       return reply.status(201).send(out);
     },
   );
-  app.post<{ Body: { token: string; name: string; publicKey: string } }>(
+  app.post<{
+    Body: {
+      token?: string;
+      credential?: {
+        kind: 'fingerprint' | 'secret' | 'attestation';
+        secret?: string;
+        document?: string;
+      };
+      name: string;
+      publicKey: string;
+      proof?: string;
+    };
+  }>(
     '/v1/appliances/enroll',
     {
       schema: {
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['token', 'name', 'publicKey'],
+          required: ['name', 'publicKey'],
           properties: {
             token: { type: 'string', maxLength: 128 },
+            // Vouching criterion (ii), SPEC.md §5.7.
+            credential: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['kind'],
+              properties: {
+                kind: { type: 'string', enum: ['fingerprint', 'secret', 'attestation'] },
+                secret: { type: 'string', minLength: 1, maxLength: 256 },
+                document: b64u(65536, 1),
+              },
+            },
             name: { type: 'string', minLength: 1, maxLength: 64 },
             publicKey: b64u(1024, 32),
+            // Proof of possession of the identity key (SPEC.md §5.7).
+            proof: b64u(128, 8),
           },
         },
         response: {
@@ -395,6 +429,17 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
               applianceId: { type: 'string' },
               certificatePem: { type: 'string' },
               caPem: { type: 'string' },
+              status: { type: 'string' },
+              vouchedBy: { type: 'string' },
+              criterion: { type: 'string' },
+              transfers: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: { id: { type: 'string' }, keyring: { type: 'string' } },
+                },
+              },
             },
           },
           ...errorResponses,
@@ -402,11 +447,26 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request, reply) => {
-      const publicKey = fromB64u(request.body.publicKey, 'publicKey');
-      const out = await manager.enroll({ ...request.body, publicKey });
+      const b = request.body;
+      const out = await manager.enroll({
+        name: b.name,
+        token: b.token,
+        publicKey: fromB64u(b.publicKey, 'publicKey'),
+        proof: b.proof === undefined ? undefined : fromB64u(b.proof, 'proof'),
+        credential: b.credential && {
+          kind: b.credential.kind,
+          secret: b.credential.secret,
+          document:
+            b.credential.document === undefined
+              ? undefined
+              : fromB64u(b.credential.document, 'document'),
+        },
+      });
       return reply.status(201).send({ ...out, caPem: opts.caPem });
     },
   );
+
+  registerClusterRoutes(app, { manager, operator, appliance });
 
   // -- operator: audit -------------------------------------------------------------------------
   const auditOut = {
@@ -495,7 +555,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   } as const;
   app.post<{
     Params: { name: string };
-    Body: { managerVersion: number; masterVersion: number; r?: string };
+    Body: { managerVersion: number; masterVersion: number; r?: string; imported?: boolean };
   }>(
     '/v1/keyrings/:name/keys',
     {
@@ -505,7 +565,13 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           type: 'object',
           additionalProperties: false,
           required: ['managerVersion', 'masterVersion'],
-          properties: { managerVersion: version, masterVersion: version, r: b64u(64, 1) },
+          properties: {
+            managerVersion: version,
+            masterVersion: version,
+            r: b64u(64, 1),
+            // Joining an existing master with imported key material (SPEC.md §5.7).
+            imported: { type: 'boolean' },
+          },
         },
         response: { 200: keyOut, ...errorResponses },
       },
@@ -519,6 +585,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
         request.body.managerVersion,
         request.body.masterVersion,
         r,
+        { imported: request.body.imported === true },
       );
       return {
         ...out,
@@ -593,7 +660,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       },
     },
     async (request) =>
-      manager.bumpMasterVersion(await appliance(request), request.params.name, request.body.expected),
+      manager.bumpMasterVersion(
+        await appliance(request),
+        request.params.name,
+        request.body.expected,
+      ),
   );
 
   app.post<{

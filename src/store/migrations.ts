@@ -88,5 +88,60 @@ CREATE TABLE audit (
 `;
 }
 
-export const SQL_MIGRATIONS: Migration[] = [{ version: 1, sql: schemaV1('BLOB') }];
-export const PG_MIGRATIONS: Migration[] = [{ version: 1, sql: schemaV1('BYTEA') }];
+/**
+ * v2, the cluster (SPEC.md §5.7): appliances may be 'enrolled' (vouched, no secret yet) before
+ * 'trusted'; enrollment tokens name the keyrings the newcomer receives; membership history; the
+ * credentials database of vouching criterion (ii), secrets stored as SHA-256 only; re-concealment
+ * transfers, whose sealed package the manager relays and deletes when the target acknowledges.
+ */
+function schemaV2(): string {
+  return `
+ALTER TABLE enrollments ADD COLUMN keyrings TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE membership_events (
+  id TEXT PRIMARY KEY,
+  appliance_id TEXT NOT NULL,
+  ts BIGINT NOT NULL,
+  event TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  criterion TEXT,
+  detail TEXT
+);
+CREATE INDEX membership_events_appliance ON membership_events (appliance_id, ts);
+CREATE TABLE credentials (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  value TEXT NOT NULL,
+  label TEXT NOT NULL,
+  keyrings TEXT NOT NULL,
+  max_uses INTEGER NOT NULL,
+  uses INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  UNIQUE (kind, value)
+);
+CREATE TABLE transfers (
+  id TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  keyring TEXT NOT NULL,
+  voucher TEXT,
+  status TEXT NOT NULL,
+  claimed_by TEXT,
+  claimed_at BIGINT,
+  versions TEXT NOT NULL,
+  package TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  done_at BIGINT
+);
+CREATE INDEX transfers_target ON transfers (target, keyring);
+`;
+}
+
+export const SQL_MIGRATIONS: Migration[] = [
+  { version: 1, sql: schemaV1('BLOB') },
+  { version: 2, sql: schemaV2() },
+];
+export const PG_MIGRATIONS: Migration[] = [
+  { version: 1, sql: schemaV1('BYTEA') },
+  { version: 2, sql: schemaV2() },
+];

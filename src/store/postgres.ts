@@ -29,14 +29,20 @@ import { PG_MIGRATIONS } from './migrations.ts';
 import type {
   ApplianceKeyRecord,
   ApplianceRecord,
+  ApplianceStatus,
   AuditEntry,
   AuditFilter,
+  CredentialRecord,
+  EnrollInput,
   EnrollmentRecord,
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
+  MembershipEventRecord,
   Store,
   StoredAuditEntry,
+  TransferRecord,
+  TransferStatus,
 } from './types.ts';
 
 type Row = Record<string, unknown>;
@@ -177,8 +183,87 @@ function enrollmentFrom(r: Row): EnrollmentRecord {
     expiresAt: num(r.expires_at),
     usedAt: numOrNull(r.used_at),
     usedBy: (r.used_by as string | null) ?? null,
+    ...keyringsOf(r),
   };
 }
+
+/** The keyrings column, omitted when empty (records written before migration 2 have none). */
+function keyringsOf(r: Row): { keyrings?: string[] } {
+  const k = JSON.parse((r.keyrings as string | null) ?? '[]') as string[];
+  return k.length > 0 ? { keyrings: k } : {};
+}
+
+function eventFrom(r: Row): MembershipEventRecord {
+  return {
+    id: r.id as string,
+    applianceId: r.appliance_id as string,
+    ts: num(r.ts),
+    event: r.event as string,
+    actor: r.actor as string,
+    criterion: (r.criterion as string | null) ?? null,
+    detail: (r.detail as string | null) ?? null,
+  };
+}
+
+function credentialFrom(r: Row): CredentialRecord {
+  return {
+    id: r.id as string,
+    kind: r.kind as CredentialRecord['kind'],
+    value: r.value as string,
+    label: r.label as string,
+    keyrings: JSON.parse(r.keyrings as string) as string[],
+    maxUses: num(r.max_uses),
+    uses: num(r.uses),
+    createdBy: r.created_by as string,
+    createdAt: num(r.created_at),
+  };
+}
+
+function transferFrom(r: Row): TransferRecord {
+  return {
+    id: r.id as string,
+    target: r.target as string,
+    keyring: r.keyring as string,
+    voucher: (r.voucher as string | null) ?? null,
+    status: r.status as TransferStatus,
+    claimedBy: (r.claimed_by as string | null) ?? null,
+    claimedAt: numOrNull(r.claimed_at),
+    versions: JSON.parse(r.versions as string) as TransferRecord['versions'],
+    package: (r.package as string | null) ?? null,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    doneAt: numOrNull(r.done_at),
+  };
+}
+
+const INSERT_EVENT = `INSERT INTO membership_events (id, appliance_id, ts, event, actor, criterion, detail)
+  VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+const eventParams = (e: MembershipEventRecord): unknown[] => [
+  e.id,
+  e.applianceId,
+  e.ts,
+  e.event,
+  e.actor,
+  e.criterion,
+  e.detail,
+];
+
+const INSERT_TRANSFER = `INSERT INTO transfers (id, target, keyring, voucher, status, claimed_by, claimed_at, versions, package, created_at, updated_at, done_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`;
+const transferParams = (t: TransferRecord): unknown[] => [
+  t.id,
+  t.target,
+  t.keyring,
+  t.voucher,
+  t.status,
+  t.claimedBy,
+  t.claimedAt,
+  JSON.stringify(t.versions),
+  t.package,
+  t.createdAt,
+  t.updatedAt,
+  t.doneAt,
+];
 
 function auditFrom(r: Row): StoredAuditEntry {
   return {
@@ -271,7 +356,9 @@ export class PostgresStore implements Store {
     if (code.startsWith('23')) {
       return new BlindfoldError(
         'ERR_CONFLICT',
-        code === '23505' ? 'the record already exists' : `the record violates a constraint (${code})`,
+        code === '23505'
+          ? 'the record already exists'
+          : `the record violates a constraint (${code})`,
         { cause: e },
       );
     }
@@ -596,9 +683,7 @@ export class PostgresStore implements Store {
   }
 
   async listAppliances() {
-    return (await this.read('SELECT * FROM appliances ORDER BY created_at, id')).map(
-      applianceFrom,
-    );
+    return (await this.read('SELECT * FROM appliances ORDER BY created_at, id')).map(applianceFrom);
   }
 
   async revokeAppliance(id: string, now: number) {
@@ -727,9 +812,17 @@ export class PostgresStore implements Store {
 
   async insertEnrollment(e: EnrollmentRecord) {
     await this.exec(
-      `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by)
-       VALUES ($1, $2, $3, $4, $5, $6)`,
-      [e.tokenHash, e.createdBy, e.boundFingerprint, e.expiresAt, e.usedAt, e.usedBy],
+      `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by, keyrings)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        e.tokenHash,
+        e.createdBy,
+        e.boundFingerprint,
+        e.expiresAt,
+        e.usedAt,
+        e.usedBy,
+        JSON.stringify(e.keyrings ?? []),
+      ],
       false,
     );
   }
@@ -754,6 +847,319 @@ export class PostgresStore implements Store {
       ]);
       return { ...enrollmentFrom(r), usedAt: now, usedBy };
     });
+  }
+
+  async getEnrollment(tokenHash: string) {
+    const rows = await this.read('SELECT * FROM enrollments WHERE token_hash = $1', [tokenHash]);
+    return rows[0] ? enrollmentFrom(rows[0]) : undefined;
+  }
+
+  // -- cluster (SPEC.md §5.7); same semantics as the SQLite store --------------------------------
+
+  async enrollAppliance(e: EnrollInput) {
+    await this.tx(async (c) => {
+      if ('enrollment' in e.consume) {
+        const r = await c.query(
+          'UPDATE enrollments SET used_at = $1, used_by = $2 WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $4',
+          [e.now, e.appliance.id, e.consume.enrollment, e.now],
+        );
+        if (r.rowCount !== 1) {
+          throw new BlindfoldError('ERR_CONFLICT', 'the enrollment token was used meanwhile');
+        }
+      } else {
+        const r = await c.query(
+          'UPDATE credentials SET uses = uses + 1 WHERE id = $1 AND uses < max_uses',
+          [e.consume.credential],
+        );
+        if (r.rowCount !== 1) {
+          throw new BlindfoldError('ERR_CONFLICT', 'the credential was used up meanwhile');
+        }
+      }
+      const a = e.appliance;
+      await c.query(
+        `INSERT INTO appliances (id, name, identity_fpr, certificate_pem, status, vouched_by, criterion, created_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          a.id,
+          a.name,
+          a.identityFingerprint,
+          a.certificatePem,
+          a.status,
+          a.vouchedBy,
+          a.criterion,
+          a.createdAt,
+          a.revokedAt,
+        ],
+      );
+      for (const ev of e.events) await c.query(INSERT_EVENT, eventParams(ev));
+      for (const t of e.transfers) await c.query(INSERT_TRANSFER, transferParams(t));
+    });
+  }
+
+  async setApplianceStatus(
+    id: string,
+    from: ApplianceStatus[],
+    to: ApplianceStatus,
+    event: MembershipEventRecord,
+  ) {
+    await this.tx(async (c) => {
+      const cur = (await c.query('SELECT status FROM appliances WHERE id = $1 FOR UPDATE', [id]))
+        .rows[0] as Row | undefined;
+      if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no appliance ${id}`);
+      if (!from.includes(cur.status as ApplianceStatus)) {
+        throw new BlindfoldError('ERR_CONFLICT', `appliance ${id} is ${cur.status as string}`);
+      }
+      await c.query('UPDATE appliances SET status = $1 WHERE id = $2', [to, id]);
+      await c.query(INSERT_EVENT, eventParams(event));
+    });
+  }
+
+  async appendMembershipEvent(e: MembershipEventRecord) {
+    await this.exec(INSERT_EVENT, eventParams(e), false);
+  }
+
+  async listMembershipEvents(applianceId?: string) {
+    const rows =
+      applianceId === undefined
+        ? await this.read('SELECT * FROM membership_events ORDER BY ts, id')
+        : await this.read(
+            'SELECT * FROM membership_events WHERE appliance_id = $1 ORDER BY ts, id',
+            [applianceId],
+          );
+    return rows.map(eventFrom);
+  }
+
+  async listApplianceKeys(applianceId: string, keyring?: string) {
+    const rows =
+      keyring === undefined
+        ? await this.read('SELECT * FROM appliance_keys WHERE appliance_id = $1', [applianceId])
+        : await this.read('SELECT * FROM appliance_keys WHERE appliance_id = $1 AND keyring = $2', [
+            applianceId,
+            keyring,
+          ]);
+    return rows.map(applianceKeyFrom);
+  }
+
+  async insertCredential(cr: CredentialRecord) {
+    await this.exec(
+      `INSERT INTO credentials (id, kind, value, label, keyrings, max_uses, uses, created_by, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        cr.id,
+        cr.kind,
+        cr.value,
+        cr.label,
+        JSON.stringify(cr.keyrings),
+        cr.maxUses,
+        cr.uses,
+        cr.createdBy,
+        cr.createdAt,
+      ],
+      false,
+    );
+  }
+
+  async listCredentials() {
+    return (await this.read('SELECT * FROM credentials ORDER BY created_at, id')).map(
+      credentialFrom,
+    );
+  }
+
+  async findCredential(kind: CredentialRecord['kind'], value: string) {
+    const rows = await this.read('SELECT * FROM credentials WHERE kind = $1 AND value = $2', [
+      kind,
+      value,
+    ]);
+    return rows[0] ? credentialFrom(rows[0]) : undefined;
+  }
+
+  async deleteCredential(id: string) {
+    const r = await this.exec('DELETE FROM credentials WHERE id = $1', [id], false);
+    return r.rowCount === 1;
+  }
+
+  async insertTransfer(t: TransferRecord) {
+    await this.exec(INSERT_TRANSFER, transferParams(t), false);
+  }
+
+  async getTransfer(id: string) {
+    const rows = await this.read('SELECT * FROM transfers WHERE id = $1', [id]);
+    return rows[0] ? transferFrom(rows[0]) : undefined;
+  }
+
+  async listOpenTransfers(target?: string) {
+    const rows =
+      target === undefined
+        ? await this.read("SELECT * FROM transfers WHERE status <> 'done' ORDER BY created_at, id")
+        : await this.read(
+            "SELECT * FROM transfers WHERE status <> 'done' AND target = $1 ORDER BY created_at, id",
+            [target],
+          );
+    return rows.map(transferFrom);
+  }
+
+  async listTransfers(target: string, keyring: string) {
+    const rows = await this.read(
+      'SELECT * FROM transfers WHERE target = $1 AND keyring = $2 ORDER BY created_at, id',
+      [target, keyring],
+    );
+    return rows.map(transferFrom);
+  }
+
+  async claimTransfer(id: string, by: string, now: number, staleBefore: number) {
+    const r = await this.exec(
+      `UPDATE transfers SET status = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $2
+       WHERE id = $3 AND (status = 'pending' OR (status = 'claimed' AND (claimed_by = $1 OR claimed_at < $4)))
+       RETURNING *`,
+      [by, now, id, staleBefore],
+      false,
+    );
+    if (r.rowCount !== 1) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        'this transfer is not open for claiming (claimed by another member, sealed or done)',
+      );
+    }
+    return transferFrom(r.rows[0] as Row);
+  }
+
+  async transferStep(
+    id: string,
+    by: string,
+    staleBefore: number,
+    now: number,
+    step: {
+      key?: ApplianceKeyRecord;
+      version?: { masterVersion: number; managerVersion: number };
+      pkg?: string;
+    },
+  ) {
+    return this.tx(async (c) => {
+      const row = (await c.query('SELECT * FROM transfers WHERE id = $1 FOR UPDATE', [id]))
+        .rows[0] as Row | undefined;
+      if (!row) throw new BlindfoldError('ERR_NOT_FOUND', `no transfer ${id}`);
+      const t = transferFrom(row);
+      if (t.status !== 'claimed' || t.claimedBy !== by || (t.claimedAt ?? 0) < staleBefore) {
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          'this member no longer holds the claim on the transfer (expired or taken over)',
+        );
+      }
+      const k = step.key;
+      if (k) {
+        await c.query(
+          `INSERT INTO appliance_keys (appliance_id, keyring, manager_version, master_version, public_key, sealed_secret, sealed_extra, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (appliance_id, keyring, manager_version, master_version)
+           DO UPDATE SET public_key = excluded.public_key, sealed_secret = excluded.sealed_secret, sealed_extra = excluded.sealed_extra`,
+          [
+            k.applianceId,
+            k.keyring,
+            k.managerVersion,
+            k.masterVersion,
+            k.publicKey,
+            k.sealedSecret,
+            k.sealedExtra,
+            k.createdAt,
+          ],
+        );
+      }
+      const versions = [...t.versions];
+      const v = step.version;
+      if (
+        v &&
+        !versions.some(
+          (x) => x.masterVersion === v.masterVersion && x.managerVersion === v.managerVersion,
+        )
+      ) {
+        versions.push({ masterVersion: v.masterVersion, managerVersion: v.managerVersion });
+      }
+      const status: TransferStatus = step.pkg === undefined ? 'claimed' : 'sealed';
+      const pkg = step.pkg ?? t.package;
+      await c.query(
+        'UPDATE transfers SET versions = $1, package = $2, status = $3, updated_at = $4 WHERE id = $5',
+        [JSON.stringify(versions), pkg, status, now, id],
+      );
+      return { ...t, versions, package: pkg, status, updatedAt: now };
+    });
+  }
+
+  async resetTransfer(id: string, expected: TransferStatus[], now: number) {
+    const r = await this.exec(
+      `UPDATE transfers SET status = 'pending', claimed_by = NULL, claimed_at = NULL, package = NULL, updated_at = $1
+       WHERE id = $2 AND status = ANY($3::text[])`,
+      [now, id, expected],
+      false,
+    );
+    if (r.rowCount !== 1) {
+      throw new BlindfoldError('ERR_CONFLICT', `transfer ${id} is not ${expected.join(' or ')}`);
+    }
+  }
+
+  async completeTransfer(
+    id: string,
+    now: number,
+    keys: {
+      keyring: string;
+      managerVersion: number;
+      masterVersion: number;
+      sealedSecret?: Uint8Array;
+      sealedExtra?: Uint8Array;
+    }[],
+    trustedEvent: MembershipEventRecord | null,
+  ) {
+    await this.tx(async (c) => {
+      const row = (await c.query('SELECT * FROM transfers WHERE id = $1 FOR UPDATE', [id]))
+        .rows[0] as Row | undefined;
+      if (!row) throw new BlindfoldError('ERR_NOT_FOUND', `no transfer ${id}`);
+      const t = transferFrom(row);
+      if (t.status !== 'sealed') {
+        throw new BlindfoldError('ERR_CONFLICT', `transfer ${id} is ${t.status}, not sealed`);
+      }
+      const target = (
+        await c.query('SELECT status FROM appliances WHERE id = $1 FOR UPDATE', [t.target])
+      ).rows[0] as Row | undefined;
+      if (!target || target.status === 'revoked') {
+        throw new BlindfoldError('ERR_REVOKED', `appliance ${t.target} has been revoked`);
+      }
+      for (const k of keys) {
+        const sets: string[] = [];
+        const args: unknown[] = [t.target, k.keyring, k.managerVersion, k.masterVersion];
+        if (k.sealedSecret) {
+          args.push(k.sealedSecret);
+          sets.push(`sealed_secret = $${args.length}`);
+        }
+        if (k.sealedExtra) {
+          args.push(k.sealedExtra);
+          sets.push(`sealed_extra = $${args.length}`);
+        }
+        if (sets.length === 0) continue;
+        const r = await c.query(
+          `UPDATE appliance_keys SET ${sets.join(', ')} WHERE ${APPLIANCE_KEY_WHERE}`,
+          args,
+        );
+        if (r.rowCount !== 1) {
+          throw new BlindfoldError('ERR_CONFLICT', 'the transfer names a key that does not exist');
+        }
+      }
+      await c.query(
+        "UPDATE transfers SET status = 'done', package = NULL, updated_at = $1, done_at = $1 WHERE id = $2",
+        [now, id],
+      );
+      if (target.status === 'enrolled' && trustedEvent) {
+        await c.query("UPDATE appliances SET status = 'trusted' WHERE id = $1", [t.target]);
+        await c.query(INSERT_EVENT, eventParams(trustedEvent));
+      }
+    });
+  }
+
+  async cancelTransfers(target: string) {
+    const r = await this.exec(
+      "DELETE FROM transfers WHERE target = $1 AND status <> 'done'",
+      [target],
+      false,
+    );
+    return r.rowCount ?? 0;
   }
 
   /**

@@ -11,14 +11,20 @@ import { SQL_MIGRATIONS } from './migrations.ts';
 import type {
   ApplianceKeyRecord,
   ApplianceRecord,
+  ApplianceStatus,
   AuditEntry,
   AuditFilter,
+  CredentialRecord,
+  EnrollInput,
   EnrollmentRecord,
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
+  MembershipEventRecord,
   Store,
   StoredAuditEntry,
+  TransferRecord,
+  TransferStatus,
 } from './types.ts';
 
 type Row = Record<string, unknown>;
@@ -99,6 +105,55 @@ function auditFrom(r: Row): StoredAuditEntry {
     requestId: (r.request_id as string | null) ?? null,
     prevHash: r.prev_hash as string,
     hash: r.hash as string,
+  };
+}
+
+function enrollmentFrom(r: Row): EnrollmentRecord {
+  return {
+    tokenHash: r.token_hash as string,
+    createdBy: r.created_by as string,
+    boundFingerprint: (r.bound_fpr as string | null) ?? null,
+    expiresAt: r.expires_at as number,
+    usedAt: (r.used_at as number | null) ?? null,
+    usedBy: (r.used_by as string | null) ?? null,
+    ...keyringsOf(r),
+  };
+}
+
+/** The keyrings column, omitted when empty (records written before migration 2 have none). */
+function keyringsOf(r: Row): { keyrings?: string[] } {
+  const k = JSON.parse((r.keyrings as string | null) ?? '[]') as string[];
+  return k.length > 0 ? { keyrings: k } : {};
+}
+
+function credentialFrom(r: Row): CredentialRecord {
+  return {
+    id: r.id as string,
+    kind: r.kind as CredentialRecord['kind'],
+    value: r.value as string,
+    label: r.label as string,
+    keyrings: JSON.parse(r.keyrings as string) as string[],
+    maxUses: r.max_uses as number,
+    uses: r.uses as number,
+    createdBy: r.created_by as string,
+    createdAt: r.created_at as number,
+  };
+}
+
+function transferFrom(r: Row): TransferRecord {
+  return {
+    id: r.id as string,
+    target: r.target as string,
+    keyring: r.keyring as string,
+    voucher: (r.voucher as string | null) ?? null,
+    status: r.status as TransferStatus,
+    claimedBy: (r.claimed_by as string | null) ?? null,
+    claimedAt: (r.claimed_at as number | null) ?? null,
+    versions: JSON.parse(r.versions as string) as TransferRecord['versions'],
+    package: (r.package as string | null) ?? null,
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+    doneAt: (r.done_at as number | null) ?? null,
   };
 }
 
@@ -396,9 +451,10 @@ export class SqliteStore implements Store {
 
   getItem(keyring: string, itemId: Uint8Array) {
     return this.run(() => {
-      const r = this.st('SELECT * FROM items WHERE keyring = ? AND item_id = ?').get(keyring, itemId) as
-        | Row
-        | undefined;
+      const r = this.st('SELECT * FROM items WHERE keyring = ? AND item_id = ?').get(
+        keyring,
+        itemId,
+      ) as Row | undefined;
       if (!r) return undefined;
       return {
         keyring: r.keyring as string,
@@ -425,9 +481,17 @@ export class SqliteStore implements Store {
   insertEnrollment(e: EnrollmentRecord) {
     return this.run(() => {
       this.st(
-        `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      ).run(e.tokenHash, e.createdBy, e.boundFingerprint, e.expiresAt, e.usedAt, e.usedBy);
+        `INSERT INTO enrollments (token_hash, created_by, bound_fpr, expires_at, used_at, used_by, keyrings)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        e.tokenHash,
+        e.createdBy,
+        e.boundFingerprint,
+        e.expiresAt,
+        e.usedAt,
+        e.usedBy,
+        JSON.stringify(e.keyrings ?? []),
+      );
     });
   }
 
@@ -453,8 +517,385 @@ export class SqliteStore implements Store {
           expiresAt: r.expires_at as number,
           usedAt: now,
           usedBy,
+          ...keyringsOf(r),
         } satisfies EnrollmentRecord;
       })(),
+    );
+  }
+
+  getEnrollment(tokenHash: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM enrollments WHERE token_hash = ?').get(tokenHash) as
+        | Row
+        | undefined;
+      return r ? enrollmentFrom(r) : undefined;
+    });
+  }
+
+  // -- cluster (SPEC.md §5.7) ---------------------------------------------------------------
+
+  enrollAppliance(e: EnrollInput) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        if ('enrollment' in e.consume) {
+          const r = this.st(
+            'UPDATE enrollments SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?',
+          ).run(e.now, e.appliance.id, e.consume.enrollment, e.now);
+          if (r.changes !== 1) {
+            throw new BlindfoldError('ERR_CONFLICT', 'the enrollment token was used meanwhile');
+          }
+        } else {
+          const r = this.st(
+            'UPDATE credentials SET uses = uses + 1 WHERE id = ? AND uses < max_uses',
+          ).run(e.consume.credential);
+          if (r.changes !== 1) {
+            throw new BlindfoldError('ERR_CONFLICT', 'the credential was used up meanwhile');
+          }
+        }
+        this.insertApplianceRow(e.appliance);
+        for (const ev of e.events) this.insertEventRow(ev);
+        for (const t of e.transfers) this.insertTransferRow(t);
+      })(),
+    );
+  }
+
+  private insertApplianceRow(a: ApplianceRecord) {
+    this.st(
+      `INSERT INTO appliances (id, name, identity_fpr, certificate_pem, status, vouched_by, criterion, created_at, revoked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      a.id,
+      a.name,
+      a.identityFingerprint,
+      a.certificatePem,
+      a.status,
+      a.vouchedBy,
+      a.criterion,
+      a.createdAt,
+      a.revokedAt,
+    );
+  }
+
+  private insertEventRow(e: MembershipEventRecord) {
+    this.st(
+      `INSERT INTO membership_events (id, appliance_id, ts, event, actor, criterion, detail)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(e.id, e.applianceId, e.ts, e.event, e.actor, e.criterion, e.detail);
+  }
+
+  private insertTransferRow(t: TransferRecord) {
+    this.st(
+      `INSERT INTO transfers (id, target, keyring, voucher, status, claimed_by, claimed_at, versions, package, created_at, updated_at, done_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      t.id,
+      t.target,
+      t.keyring,
+      t.voucher,
+      t.status,
+      t.claimedBy,
+      t.claimedAt,
+      JSON.stringify(t.versions),
+      t.package,
+      t.createdAt,
+      t.updatedAt,
+      t.doneAt,
+    );
+  }
+
+  setApplianceStatus(
+    id: string,
+    from: ApplianceStatus[],
+    to: ApplianceStatus,
+    event: MembershipEventRecord,
+  ) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const cur = this.st('SELECT status FROM appliances WHERE id = ?').get(id) as
+          | Row
+          | undefined;
+        if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no appliance ${id}`);
+        if (!from.includes(cur.status as ApplianceStatus)) {
+          throw new BlindfoldError('ERR_CONFLICT', `appliance ${id} is ${cur.status as string}`);
+        }
+        this.st('UPDATE appliances SET status = ? WHERE id = ?').run(to, id);
+        this.insertEventRow(event);
+      })(),
+    );
+  }
+
+  appendMembershipEvent(e: MembershipEventRecord) {
+    return this.run(() => this.insertEventRow(e));
+  }
+
+  listMembershipEvents(applianceId?: string) {
+    return this.run(() =>
+      (
+        (applianceId === undefined
+          ? this.st('SELECT * FROM membership_events ORDER BY ts, id').all()
+          : this.st('SELECT * FROM membership_events WHERE appliance_id = ? ORDER BY ts, id').all(
+              applianceId,
+            )) as Row[]
+      ).map(
+        (r): MembershipEventRecord => ({
+          id: r.id as string,
+          applianceId: r.appliance_id as string,
+          ts: r.ts as number,
+          event: r.event as string,
+          actor: r.actor as string,
+          criterion: (r.criterion as string | null) ?? null,
+          detail: (r.detail as string | null) ?? null,
+        }),
+      ),
+    );
+  }
+
+  listApplianceKeys(applianceId: string, keyring?: string) {
+    return this.run(() =>
+      (
+        (keyring === undefined
+          ? this.st('SELECT * FROM appliance_keys WHERE appliance_id = ?').all(applianceId)
+          : this.st('SELECT * FROM appliance_keys WHERE appliance_id = ? AND keyring = ?').all(
+              applianceId,
+              keyring,
+            )) as Row[]
+      ).map(applianceKeyFrom),
+    );
+  }
+
+  insertCredential(c: CredentialRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO credentials (id, kind, value, label, keyrings, max_uses, uses, created_by, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        c.id,
+        c.kind,
+        c.value,
+        c.label,
+        JSON.stringify(c.keyrings),
+        c.maxUses,
+        c.uses,
+        c.createdBy,
+        c.createdAt,
+      );
+    });
+  }
+
+  listCredentials() {
+    return this.run(() =>
+      (this.st('SELECT * FROM credentials ORDER BY created_at, id').all() as Row[]).map(
+        credentialFrom,
+      ),
+    );
+  }
+
+  findCredential(kind: CredentialRecord['kind'], value: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM credentials WHERE kind = ? AND value = ?').get(
+        kind,
+        value,
+      ) as Row | undefined;
+      return r ? credentialFrom(r) : undefined;
+    });
+  }
+
+  deleteCredential(id: string) {
+    return this.run(() => this.st('DELETE FROM credentials WHERE id = ?').run(id).changes === 1);
+  }
+
+  insertTransfer(t: TransferRecord) {
+    return this.run(() => this.insertTransferRow(t));
+  }
+
+  getTransfer(id: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM transfers WHERE id = ?').get(id) as Row | undefined;
+      return r ? transferFrom(r) : undefined;
+    });
+  }
+
+  listOpenTransfers(target?: string) {
+    return this.run(() =>
+      (
+        (target === undefined
+          ? this.st("SELECT * FROM transfers WHERE status <> 'done' ORDER BY created_at, id").all()
+          : this.st(
+              "SELECT * FROM transfers WHERE status <> 'done' AND target = ? ORDER BY created_at, id",
+            ).all(target)) as Row[]
+      ).map(transferFrom),
+    );
+  }
+
+  listTransfers(target: string, keyring: string) {
+    return this.run(() =>
+      (
+        this.st(
+          'SELECT * FROM transfers WHERE target = ? AND keyring = ? ORDER BY created_at, id',
+        ).all(target, keyring) as Row[]
+      ).map(transferFrom),
+    );
+  }
+
+  claimTransfer(id: string, by: string, now: number, staleBefore: number) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const r = this.st(
+          `UPDATE transfers SET status = 'claimed', claimed_by = ?, claimed_at = ?, updated_at = ?
+           WHERE id = ? AND (status = 'pending' OR (status = 'claimed' AND (claimed_by = ? OR claimed_at < ?)))`,
+        ).run(by, now, now, id, by, staleBefore);
+        if (r.changes !== 1) {
+          throw new BlindfoldError(
+            'ERR_CONFLICT',
+            'this transfer is not open for claiming (claimed by another member, sealed or done)',
+          );
+        }
+        return transferFrom(this.st('SELECT * FROM transfers WHERE id = ?').get(id) as Row);
+      })(),
+    );
+  }
+
+  transferStep(
+    id: string,
+    by: string,
+    staleBefore: number,
+    now: number,
+    step: {
+      key?: ApplianceKeyRecord;
+      version?: { masterVersion: number; managerVersion: number };
+      pkg?: string;
+    },
+  ) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const row = this.st('SELECT * FROM transfers WHERE id = ?').get(id) as Row | undefined;
+        if (!row) throw new BlindfoldError('ERR_NOT_FOUND', `no transfer ${id}`);
+        const t = transferFrom(row);
+        if (t.status !== 'claimed' || t.claimedBy !== by || (t.claimedAt ?? 0) < staleBefore) {
+          throw new BlindfoldError(
+            'ERR_CONFLICT',
+            'this member no longer holds the claim on the transfer (expired or taken over)',
+          );
+        }
+        if (step.key) this.upsertApplianceKeyRow(step.key);
+        const versions = [...t.versions];
+        const v = step.version;
+        if (
+          v &&
+          !versions.some(
+            (x) => x.masterVersion === v.masterVersion && x.managerVersion === v.managerVersion,
+          )
+        ) {
+          versions.push({ masterVersion: v.masterVersion, managerVersion: v.managerVersion });
+        }
+        const status: TransferStatus = step.pkg === undefined ? 'claimed' : 'sealed';
+        this.st(
+          'UPDATE transfers SET versions = ?, package = ?, status = ?, updated_at = ? WHERE id = ?',
+        ).run(JSON.stringify(versions), step.pkg ?? t.package, status, now, id);
+        return { ...t, versions, package: step.pkg ?? t.package, status, updatedAt: now };
+      })(),
+    );
+  }
+
+  private upsertApplianceKeyRow(k: ApplianceKeyRecord) {
+    this.st(
+      `INSERT INTO appliance_keys (appliance_id, keyring, manager_version, master_version, public_key, sealed_secret, sealed_extra, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (appliance_id, keyring, manager_version, master_version)
+       DO UPDATE SET public_key = excluded.public_key, sealed_secret = excluded.sealed_secret, sealed_extra = excluded.sealed_extra`,
+    ).run(
+      k.applianceId,
+      k.keyring,
+      k.managerVersion,
+      k.masterVersion,
+      k.publicKey,
+      k.sealedSecret,
+      k.sealedExtra,
+      k.createdAt,
+    );
+  }
+
+  resetTransfer(id: string, expected: TransferStatus[], now: number) {
+    return this.run(() => {
+      const marks = expected.map(() => '?').join(', ');
+      const r = this.db
+        .prepare(
+          `UPDATE transfers SET status = 'pending', claimed_by = NULL, claimed_at = NULL, package = NULL, updated_at = ?
+           WHERE id = ? AND status IN (${marks})`,
+        )
+        .run(now, id, ...expected);
+      if (r.changes !== 1) {
+        throw new BlindfoldError('ERR_CONFLICT', `transfer ${id} is not ${expected.join(' or ')}`);
+      }
+    });
+  }
+
+  completeTransfer(
+    id: string,
+    now: number,
+    keys: {
+      keyring: string;
+      managerVersion: number;
+      masterVersion: number;
+      sealedSecret?: Uint8Array;
+      sealedExtra?: Uint8Array;
+    }[],
+    trustedEvent: MembershipEventRecord | null,
+  ) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const row = this.st('SELECT * FROM transfers WHERE id = ?').get(id) as Row | undefined;
+        if (!row) throw new BlindfoldError('ERR_NOT_FOUND', `no transfer ${id}`);
+        const t = transferFrom(row);
+        if (t.status !== 'sealed') {
+          throw new BlindfoldError('ERR_CONFLICT', `transfer ${id} is ${t.status}, not sealed`);
+        }
+        const target = this.st('SELECT status FROM appliances WHERE id = ?').get(t.target) as
+          | Row
+          | undefined;
+        if (!target || target.status === 'revoked') {
+          throw new BlindfoldError('ERR_REVOKED', `appliance ${t.target} has been revoked`);
+        }
+        for (const k of keys) {
+          const sets: string[] = [];
+          const args: unknown[] = [];
+          if (k.sealedSecret) {
+            sets.push('sealed_secret = ?');
+            args.push(k.sealedSecret);
+          }
+          if (k.sealedExtra) {
+            sets.push('sealed_extra = ?');
+            args.push(k.sealedExtra);
+          }
+          if (sets.length === 0) continue;
+          const r = this.db
+            .prepare(
+              `UPDATE appliance_keys SET ${sets.join(', ')}
+               WHERE appliance_id = ? AND keyring = ? AND manager_version = ? AND master_version = ?`,
+            )
+            .run(...args, t.target, k.keyring, k.managerVersion, k.masterVersion);
+          if (r.changes !== 1) {
+            throw new BlindfoldError(
+              'ERR_CONFLICT',
+              'the transfer names a key that does not exist',
+            );
+          }
+        }
+        this.st(
+          "UPDATE transfers SET status = 'done', package = NULL, updated_at = ?, done_at = ? WHERE id = ?",
+        ).run(now, now, id);
+        if (target.status === 'enrolled' && trustedEvent) {
+          this.st("UPDATE appliances SET status = 'trusted' WHERE id = ?").run(t.target);
+          this.insertEventRow(trustedEvent);
+        }
+      })(),
+    );
+  }
+
+  cancelTransfers(target: string) {
+    return this.run(
+      () =>
+        this.st("DELETE FROM transfers WHERE target = ? AND status <> 'done'").run(target).changes,
     );
   }
 

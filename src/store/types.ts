@@ -34,12 +34,18 @@ export interface ApplianceRecord {
   /** SHA-256 of the identity public key (SPKI DER), hex. */
   identityFingerprint: string;
   certificatePem: string;
-  status: 'trusted' | 'revoked';
+  /**
+   * enrolled: vouched for and certified, holds no secret yet (cluster routes only); trusted: holds
+   * the keyring secrets (after its first transfer, or it made a keyring's first master); revoked.
+   */
+  status: ApplianceStatus;
   vouchedBy: string; // 'operator' | 'manager' | appliance id
   criterion: string; // 'token' | 'credential' | 'operator'
   createdAt: number;
   revokedAt: number | null;
 }
+
+export type ApplianceStatus = 'enrolled' | 'trusted' | 'revoked';
 
 export interface ApplianceKeyRecord {
   applianceId: string;
@@ -72,6 +78,66 @@ export interface EnrollmentRecord {
   expiresAt: number;
   usedAt: number | null;
   usedBy: string | null;
+  /** Keyrings whose master the newcomer receives by transfer at enrollment (SPEC.md §5.7). */
+  keyrings?: string[];
+}
+
+/** One line of an appliance's membership history (SPEC.md §5.7), never a secret. */
+export interface MembershipEventRecord {
+  id: string;
+  applianceId: string;
+  ts: number;
+  /** vouched | trusted | revoked */
+  event: string;
+  /** Who caused it: 'operator', 'manager' or an appliance id. */
+  actor: string;
+  criterion: string | null;
+  detail: string | null;
+}
+
+/** A credentials-database entry (vouching criterion ii, SPEC.md §5.7). */
+export interface CredentialRecord {
+  id: string;
+  kind: 'fingerprint' | 'secret' | 'attestation';
+  /** fingerprint: SPKI SHA-256 hex; secret: hex SHA-256 of the secret (never the secret); attestation: subject. */
+  value: string;
+  label: string;
+  keyrings: string[];
+  maxUses: number;
+  uses: number;
+  createdBy: string;
+  createdAt: number;
+}
+
+export type TransferStatus = 'pending' | 'claimed' | 'sealed' | 'done';
+
+/** A re-concealment transfer of one keyring's master to a newcomer (SPEC.md §5.7). */
+export interface TransferRecord {
+  id: string;
+  target: string;
+  keyring: string;
+  /** The appliance that vouched for the target, served first; null when operator or manager. */
+  voucher: string | null;
+  status: TransferStatus;
+  claimedBy: string | null;
+  claimedAt: number | null;
+  /** The (masterVersion, managerVersion) pairs re-concealed for the target so far. */
+  versions: { masterVersion: number; managerVersion: number }[];
+  /** The package sealed to the target's identity key; the manager only relays it. */
+  package: string | null;
+  createdAt: number;
+  updatedAt: number;
+  doneAt: number | null;
+}
+
+/** Everything an enrollment writes, in one transaction (nothing on failure). */
+export interface EnrollInput {
+  appliance: ApplianceRecord;
+  /** The token (by hash) or credential (by id) this enrollment uses up. */
+  consume: { enrollment: string } | { credential: string };
+  now: number;
+  events: MembershipEventRecord[];
+  transfers: TransferRecord[];
 }
 
 export interface AuditEntry {
@@ -152,6 +218,82 @@ export interface Store {
   insertEnrollment(e: EnrollmentRecord): Promise<void>;
   /** Marks a token used; ERR_CONFLICT if already used, ERR_NOT_FOUND if unknown. */
   consumeEnrollment(tokenHash: string, usedBy: string, now: number): Promise<EnrollmentRecord>;
+
+  getEnrollment(tokenHash: string): Promise<EnrollmentRecord | undefined>;
+
+  // -- cluster (SPEC.md §5.7) --
+  /**
+   * Consumes the token (unused and unexpired at `now`) or one use of the credential, inserts the
+   * appliance, its history and its transfers, all or nothing; ERR_CONFLICT if the token or
+   * credential was used up meanwhile or the identity is already enrolled.
+   */
+  enrollAppliance(e: EnrollInput): Promise<void>;
+  /** Compare-and-swap on status; ERR_CONFLICT if the status is not one of `from`. */
+  setApplianceStatus(
+    id: string,
+    from: ApplianceStatus[],
+    to: ApplianceStatus,
+    event: MembershipEventRecord,
+  ): Promise<void>;
+  appendMembershipEvent(e: MembershipEventRecord): Promise<void>;
+  listMembershipEvents(applianceId?: string): Promise<MembershipEventRecord[]>;
+  listApplianceKeys(applianceId: string, keyring?: string): Promise<ApplianceKeyRecord[]>;
+
+  insertCredential(c: CredentialRecord): Promise<void>;
+  listCredentials(): Promise<CredentialRecord[]>;
+  findCredential(
+    kind: CredentialRecord['kind'],
+    value: string,
+  ): Promise<CredentialRecord | undefined>;
+  deleteCredential(id: string): Promise<boolean>;
+
+  insertTransfer(t: TransferRecord): Promise<void>;
+  getTransfer(id: string): Promise<TransferRecord | undefined>;
+  /** Transfers not done, oldest first, optionally of one target. */
+  listOpenTransfers(target?: string): Promise<TransferRecord[]>;
+  listTransfers(target: string, keyring: string): Promise<TransferRecord[]>;
+  /**
+   * Claims a transfer for `by` if it is pending, or claimed by `by`, or claimed with a claim
+   * older than `staleBefore`; returns the claimed record; ERR_CONFLICT otherwise.
+   */
+  claimTransfer(id: string, by: string, now: number, staleBefore: number): Promise<TransferRecord>;
+  /**
+   * One step of a claimed transfer, atomically: checks the claim (held by `by`, taken after
+   * `staleBefore`), upserts the target's key if given, records the version pair, and, with
+   * `pkg`, stores the package and moves to 'sealed'. ERR_CONFLICT if the claim was lost.
+   */
+  transferStep(
+    id: string,
+    by: string,
+    staleBefore: number,
+    now: number,
+    step: {
+      key?: ApplianceKeyRecord;
+      version?: { masterVersion: number; managerVersion: number };
+      pkg?: string;
+    },
+  ): Promise<TransferRecord>;
+  /** Back to pending (package and claim dropped), e.g. when the target refused the package. */
+  resetTransfer(id: string, expected: TransferStatus[], now: number): Promise<void>;
+  /**
+   * Completes a sealed transfer: replaces the target's key secrets (re-randomized), marks the
+   * transfer done and drops its package, moves the target from enrolled to trusted, records the
+   * event. All or nothing; ERR_CONFLICT if the transfer is not sealed.
+   */
+  completeTransfer(
+    id: string,
+    now: number,
+    keys: {
+      keyring: string;
+      managerVersion: number;
+      masterVersion: number;
+      sealedSecret?: Uint8Array;
+      sealedExtra?: Uint8Array;
+    }[],
+    trustedEvent: MembershipEventRecord | null,
+  ): Promise<void>;
+  /** Drops the open transfers of a target (revocation). */
+  cancelTransfers(target: string): Promise<number>;
 
   /** Appends entries in order, extending the hash chain atomically. */
   appendAudit(entries: AuditEntry[]): Promise<StoredAuditEntry[]>;

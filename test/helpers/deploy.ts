@@ -38,10 +38,22 @@ export async function startManagerProcess(o: {
   rootKey: string;
   cwd?: string;
   nodeArgs?: string[];
+  /** Extra `blindfold manager` arguments, e.g. ['--store', 'postgres://...']. */
+  args?: string[];
+  port?: number;
 }): Promise<ManagerProcess> {
   const proc = spawn(
     process.execPath,
-    [...(o.nodeArgs ?? []), BIN, 'manager', '--home', o.home, '--port', '0'],
+    [
+      ...(o.nodeArgs ?? []),
+      BIN,
+      'manager',
+      '--home',
+      o.home,
+      '--port',
+      String(o.port ?? 0),
+      ...(o.args ?? []),
+    ],
     {
       cwd: o.cwd ?? o.home,
       env: { ...process.env, BLINDFOLD_ROOT_KEY: o.rootKey, BLINDFOLD_LOG: 'warn' },
