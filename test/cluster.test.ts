@@ -480,6 +480,13 @@ describe('appliance cluster: vouching, re-concealment, revocation (real manager 
       D.client.request('POST', `/v1/cluster/transfers/${t.id}/claim`),
       code('ERR_FORBIDDEN'),
     );
+    const audit = await m.op.request<{
+      entries: { actor: string; action: string; code: string }[];
+    }>('GET', `/v1/audit?actor=${D.id}&outcome=refused`);
+    assert.deepEqual(
+      audit.entries.map((x) => `${x.action} ${x.code}`),
+      ['enrollment.create ERR_FORBIDDEN', 'transfer.claim ERR_FORBIDDEN'],
+    );
     // rsa keyrings cannot move between appliances: refused with a clear message.
     await assert.rejects(mA.invite({ keyrings: ['rsa'] }), code('ERR_UNSUPPORTED_SCHEME'));
     await assert.rejects(

@@ -384,7 +384,11 @@ export class ClusterService {
       throw e;
     }
     this.m.rememberAppliance(rec);
-    await this.d.audit.record({ actor: id, action: 'appliance.enroll', item: detail });
+    await this.d.audit.record({
+      actor: id,
+      action: 'appliance.enroll',
+      item: 'enrollment' in consume ? (invite ?? null) : consume.credential,
+    });
     for (const t of transfers) {
       await this.d.audit.record({
         actor: vouchedBy,
