@@ -679,6 +679,11 @@ async function main(): Promise<void> {
   report.cluster = await runClusterBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
+  // 6. Scale-out (issue #7): replicas on PostgreSQL vs one manager on SQLite; latency vs items.
+  const { runReplicasBench } = await import('./replicas.ts');
+  report.replicas = await runReplicasBench({ seconds: CFG.pointMs / 1000 });
+  console.log('');
+
   report.loadAverageAtEnd = os.loadavg();
   console.log(
     `load at end: ${os
