@@ -8,6 +8,18 @@ import Database from 'better-sqlite3';
 import { chainHash, GENESIS_HASH } from '../core/audit.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { SQL_MIGRATIONS } from './migrations.ts';
+import {
+  applianceFrom,
+  applianceKeyFrom,
+  auditFrom,
+  credentialFrom,
+  enrollmentFrom,
+  keyringFrom,
+  keyringsOf,
+  type Row,
+  transferFrom,
+  u8,
+} from './rows.ts';
 import type {
   ApplianceKeyRecord,
   ApplianceRecord,
@@ -27,8 +39,6 @@ import type {
   TransferStatus,
 } from './types.ts';
 
-type Row = Record<string, unknown>;
-
 function storageError(e: unknown): BlindfoldError {
   if (e instanceof BlindfoldError) return e;
   const code = (e as { code?: string }).code ?? '';
@@ -47,114 +57,6 @@ function storageError(e: unknown): BlindfoldError {
       cause: e,
     },
   );
-}
-
-const u8 = (b: unknown): Uint8Array => new Uint8Array(b as Buffer);
-
-function keyringFrom(r: Row): KeyringRecord {
-  return {
-    name: r.name as string,
-    mode: r.mode as string,
-    scheme: r.scheme as string,
-    masterVersion: r.master_version as number,
-    managerVersion: r.manager_version as number,
-    status: r.status as KeyringRecord['status'],
-    createdAt: r.created_at as number,
-    updatedAt: r.updated_at as number,
-  };
-}
-
-function applianceFrom(r: Row): ApplianceRecord {
-  return {
-    id: r.id as string,
-    name: r.name as string,
-    identityFingerprint: r.identity_fpr as string,
-    certificatePem: r.certificate_pem as string,
-    status: r.status as ApplianceRecord['status'],
-    vouchedBy: r.vouched_by as string,
-    criterion: r.criterion as string,
-    createdAt: r.created_at as number,
-    revokedAt: (r.revoked_at as number | null) ?? null,
-  };
-}
-
-function applianceKeyFrom(r: Row): ApplianceKeyRecord {
-  return {
-    applianceId: r.appliance_id as string,
-    keyring: r.keyring as string,
-    managerVersion: r.manager_version as number,
-    masterVersion: r.master_version as number,
-    publicKey: u8(r.public_key),
-    sealedSecret: u8(r.sealed_secret),
-    sealedExtra: r.sealed_extra == null ? null : u8(r.sealed_extra),
-    createdAt: r.created_at as number,
-  };
-}
-
-function auditFrom(r: Row): StoredAuditEntry {
-  return {
-    seq: r.seq as number,
-    ts: r.ts as number,
-    actor: r.actor as string,
-    action: r.action as string,
-    keyring: (r.keyring as string | null) ?? null,
-    item: (r.item as string | null) ?? null,
-    keyVersion: (r.key_version as number | null) ?? null,
-    outcome: r.outcome as StoredAuditEntry['outcome'],
-    code: (r.code as string | null) ?? null,
-    requestId: (r.request_id as string | null) ?? null,
-    prevHash: r.prev_hash as string,
-    hash: r.hash as string,
-  };
-}
-
-function enrollmentFrom(r: Row): EnrollmentRecord {
-  return {
-    tokenHash: r.token_hash as string,
-    createdBy: r.created_by as string,
-    boundFingerprint: (r.bound_fpr as string | null) ?? null,
-    expiresAt: r.expires_at as number,
-    usedAt: (r.used_at as number | null) ?? null,
-    usedBy: (r.used_by as string | null) ?? null,
-    ...keyringsOf(r),
-  };
-}
-
-/** The keyrings column, omitted when empty (records written before migration 2 have none). */
-function keyringsOf(r: Row): { keyrings?: string[] } {
-  const k = JSON.parse((r.keyrings as string | null) ?? '[]') as string[];
-  return k.length > 0 ? { keyrings: k } : {};
-}
-
-function credentialFrom(r: Row): CredentialRecord {
-  return {
-    id: r.id as string,
-    kind: r.kind as CredentialRecord['kind'],
-    value: r.value as string,
-    label: r.label as string,
-    keyrings: JSON.parse(r.keyrings as string) as string[],
-    maxUses: r.max_uses as number,
-    uses: r.uses as number,
-    createdBy: r.created_by as string,
-    createdAt: r.created_at as number,
-  };
-}
-
-function transferFrom(r: Row): TransferRecord {
-  return {
-    id: r.id as string,
-    target: r.target as string,
-    keyring: r.keyring as string,
-    voucher: (r.voucher as string | null) ?? null,
-    status: r.status as TransferStatus,
-    claimedBy: (r.claimed_by as string | null) ?? null,
-    claimedAt: (r.claimed_at as number | null) ?? null,
-    versions: JSON.parse(r.versions as string) as TransferRecord['versions'],
-    package: (r.package as string | null) ?? null,
-    createdAt: r.created_at as number,
-    updatedAt: r.updated_at as number,
-    doneAt: (r.done_at as number | null) ?? null,
-  };
 }
 
 export function openSqliteStore(path: string): SqliteStore {

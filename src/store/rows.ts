@@ -1,0 +1,139 @@
+/**
+ * Row → record mappers shared by the SQLite and PostgreSQL stores (same column names in both
+ * dialects; PostgreSQL BIGINT may arrive as a string, hence `num`).
+ */
+import type {
+  ApplianceKeyRecord,
+  ApplianceRecord,
+  CredentialRecord,
+  EnrollmentRecord,
+  KeyringRecord,
+  MembershipEventRecord,
+  StoredAuditEntry,
+  TransferRecord,
+  TransferStatus,
+} from './types.ts';
+
+export type Row = Record<string, unknown>;
+
+export const u8 = (b: unknown): Uint8Array => new Uint8Array(b as Buffer);
+export const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+export const numOrNull = (v: unknown): number | null => (v == null ? null : num(v));
+
+export function keyringFrom(r: Row): KeyringRecord {
+  return {
+    name: r.name as string,
+    mode: r.mode as string,
+    scheme: r.scheme as string,
+    masterVersion: num(r.master_version),
+    managerVersion: num(r.manager_version),
+    status: r.status as KeyringRecord['status'],
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+export function applianceFrom(r: Row): ApplianceRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    identityFingerprint: r.identity_fpr as string,
+    certificatePem: r.certificate_pem as string,
+    status: r.status as ApplianceRecord['status'],
+    vouchedBy: r.vouched_by as string,
+    criterion: r.criterion as string,
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+export function applianceKeyFrom(r: Row): ApplianceKeyRecord {
+  return {
+    applianceId: r.appliance_id as string,
+    keyring: r.keyring as string,
+    managerVersion: num(r.manager_version),
+    masterVersion: num(r.master_version),
+    publicKey: u8(r.public_key),
+    sealedSecret: u8(r.sealed_secret),
+    sealedExtra: r.sealed_extra == null ? null : u8(r.sealed_extra),
+    createdAt: num(r.created_at),
+  };
+}
+
+export function enrollmentFrom(r: Row): EnrollmentRecord {
+  return {
+    tokenHash: r.token_hash as string,
+    createdBy: r.created_by as string,
+    boundFingerprint: (r.bound_fpr as string | null) ?? null,
+    expiresAt: num(r.expires_at),
+    usedAt: numOrNull(r.used_at),
+    usedBy: (r.used_by as string | null) ?? null,
+    ...keyringsOf(r),
+  };
+}
+
+/** The keyrings column, omitted when empty (records written before migration 2 have none). */
+export function keyringsOf(r: Row): { keyrings?: string[] } {
+  const k = JSON.parse((r.keyrings as string | null) ?? '[]') as string[];
+  return k.length > 0 ? { keyrings: k } : {};
+}
+
+export function eventFrom(r: Row): MembershipEventRecord {
+  return {
+    id: r.id as string,
+    applianceId: r.appliance_id as string,
+    ts: num(r.ts),
+    event: r.event as string,
+    actor: r.actor as string,
+    criterion: (r.criterion as string | null) ?? null,
+    detail: (r.detail as string | null) ?? null,
+  };
+}
+
+export function credentialFrom(r: Row): CredentialRecord {
+  return {
+    id: r.id as string,
+    kind: r.kind as CredentialRecord['kind'],
+    value: r.value as string,
+    label: r.label as string,
+    keyrings: JSON.parse(r.keyrings as string) as string[],
+    maxUses: num(r.max_uses),
+    uses: num(r.uses),
+    createdBy: r.created_by as string,
+    createdAt: num(r.created_at),
+  };
+}
+
+export function transferFrom(r: Row): TransferRecord {
+  return {
+    id: r.id as string,
+    target: r.target as string,
+    keyring: r.keyring as string,
+    voucher: (r.voucher as string | null) ?? null,
+    status: r.status as TransferStatus,
+    claimedBy: (r.claimed_by as string | null) ?? null,
+    claimedAt: numOrNull(r.claimed_at),
+    versions: JSON.parse(r.versions as string) as TransferRecord['versions'],
+    package: (r.package as string | null) ?? null,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    doneAt: numOrNull(r.done_at),
+  };
+}
+
+export function auditFrom(r: Row): StoredAuditEntry {
+  return {
+    seq: num(r.seq),
+    ts: num(r.ts),
+    actor: r.actor as string,
+    action: r.action as string,
+    keyring: (r.keyring as string | null) ?? null,
+    item: (r.item as string | null) ?? null,
+    keyVersion: numOrNull(r.key_version),
+    outcome: r.outcome as StoredAuditEntry['outcome'],
+    code: (r.code as string | null) ?? null,
+    requestId: (r.request_id as string | null) ?? null,
+    prevHash: r.prev_hash as string,
+    hash: r.hash as string,
+  };
+}
