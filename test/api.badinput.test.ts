@@ -206,6 +206,17 @@ describe('manager API: bad input is refused with a stable code', () => {
     });
     assert.equal(r.status, 403);
     assert.equal(r.body.error?.code, 'ERR_REVOKED');
+    // Refused before any service method ran, and still audited (SPEC.md §7.1, §8).
+    let audited = false;
+    for (let i = 0; i < 20 && !audited; i++) {
+      const log = await raw(m, 'GET', `/v1/audit?actor=${b.id}&outcome=refused`, undefined, {
+        token: m.operatorToken,
+      });
+      const entries = (log.body as { entries?: { code: string }[] }).entries ?? [];
+      audited = entries.some((e) => e.code === 'ERR_REVOKED');
+      if (!audited) await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.ok(audited, 'the revoked caller is in the audit log with ERR_REVOKED');
   });
 
   test('operator routes: bad keyring input', async () => {

@@ -9,7 +9,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { fromB64u, toB64u } from '../core/bytes.ts';
 import { ERROR_CODES } from '../core/errors.ts';
 import type { Manager } from '../manager/manager.ts';
-import { b64u, errorResponses, keyringName, version } from '../server/common.ts';
+import {
+  applianceRecordProperties,
+  b64u,
+  errorResponses,
+  keyringName,
+  version,
+} from '../server/common.ts';
 import { decodeAck } from './service.ts';
 
 export interface ClusterRouteOptions {
@@ -129,14 +135,7 @@ export function registerClusterRoutes(app: FastifyInstance, o: ClusterRouteOptio
                   type: 'object',
                   additionalProperties: false,
                   properties: {
-                    id: { type: 'string' },
-                    name: { type: 'string' },
-                    identityFingerprint: { type: 'string' },
-                    status: { type: 'string' },
-                    vouchedBy: { type: 'string' },
-                    criterion: { type: 'string' },
-                    createdAt: { type: 'integer' },
-                    revokedAt: { type: ['integer', 'null'] },
+                    ...applianceRecordProperties,
                     history: {
                       type: 'array',
                       items: {

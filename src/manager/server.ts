@@ -17,6 +17,7 @@ import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import {
+  applianceRecordProperties,
   b64u,
   errorResponses,
   installErrorHandling,
@@ -293,16 +294,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   const applianceOut = {
     type: 'object',
     additionalProperties: false,
-    properties: {
-      id: { type: 'string' },
-      name: { type: 'string' },
-      identityFingerprint: { type: 'string' },
-      status: { type: 'string' },
-      vouchedBy: { type: 'string' },
-      criterion: { type: 'string' },
-      createdAt: { type: 'integer' },
-      revokedAt: { type: ['integer', 'null'] },
-    },
+    properties: applianceRecordProperties,
   } as const;
   app.get(
     '/v1/appliances',

@@ -70,6 +70,18 @@ export const b64u = (maxBytes: number, minBytes = 0) =>
     maxLength: Math.ceil((maxBytes * 4) / 3),
   }) as const;
 
+/** The public fields of an appliance record (never its certificate or keys), for responses. */
+export const applianceRecordProperties = {
+  id: { type: 'string' },
+  name: { type: 'string' },
+  identityFingerprint: { type: 'string' },
+  status: { type: 'string' },
+  vouchedBy: { type: 'string' },
+  criterion: { type: 'string' },
+  createdAt: { type: 'integer' },
+  revokedAt: { type: ['integer', 'null'] },
+} as const;
+
 export const keyringName = { type: 'string', pattern: '^[a-z0-9._-]{1,64}$' } as const;
 export const version = { type: 'integer', minimum: 1, maximum: 0xffffffff } as const;
 
