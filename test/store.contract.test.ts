@@ -142,6 +142,7 @@ const keyring = (name: string, o: Partial<KeyringRecord> = {}): KeyringRecord =>
   status: 'enabled',
   createdAt: T0,
   updatedAt: T0,
+  deletionAt: null,
   ...o,
 });
 
@@ -345,6 +346,116 @@ for (const h of harnesses) {
       ]);
       assert.deepEqual(await s!.listKeyringVersions('nope'), []);
       await rejectsWith(s!.insertKeyring(keyring('zeta')), 'ERR_CONFLICT');
+    });
+
+    it('keyring deletion: schedule, cancel, conflicts, destroy only when due', async ([s]) => {
+      await s!.insertKeyring(keyring('k'));
+      await s!.insertKeyring(keyring('k.other'));
+      for (const n of ['keyring/k/v1/ticket', 'keyring/k/v1/share', 'keyring/k.other/v1/share']) {
+        await s!.putSecretIfAbsent(n, new Uint8Array([1, 2, 3]));
+      }
+      await s!.putApplianceKey({
+        applianceId: 'ap-1',
+        keyring: 'k',
+        managerVersion: 1,
+        masterVersion: 1,
+        publicKey: new Uint8Array([9]),
+        sealedSecret: new Uint8Array([8]),
+        sealedExtra: null,
+        createdAt: T0,
+      });
+      await s!.putKmsGrant({
+        keyring: 'k',
+        applicationId: 'app-1',
+        operations: ['decrypt'],
+        updatedAt: T0,
+      });
+      await rejectsWith(s!.setKeyringDeletion('nope', T0 + 10, T0), 'ERR_NOT_FOUND');
+      await rejectsWith(s!.setKeyringDeletion('k', null, T0), 'ERR_CONFLICT');
+      await s!.setKeyringDeletion('k', T0 + 10, T0 + 1);
+      assert.equal((await s!.getKeyring('k'))!.deletionAt, T0 + 10);
+      await rejectsWith(s!.setKeyringDeletion('k', T0 + 20, T0), 'ERR_CONFLICT');
+      assert.equal(await s!.destroyKeyring('k', T0 + 9), false, 'not due yet');
+      assert.ok(await s!.getSecret('keyring/k/v1/ticket'));
+      await s!.setKeyringDeletion('k', null, T0 + 2);
+      assert.equal((await s!.getKeyring('k'))!.deletionAt, null);
+      assert.equal(await s!.destroyKeyring('k', T0 + 100), false, 'cancelled: nothing due');
+      await s!.setKeyringDeletion('k', T0 + 10, T0 + 3);
+      assert.equal(await s!.destroyKeyring('k', T0 + 10), true);
+      const k = await s!.getKeyring('k');
+      assert.equal(k!.status, 'deleted');
+      assert.equal(await s!.getSecret('keyring/k/v1/ticket'), undefined);
+      assert.equal(await s!.getSecret('keyring/k/v1/share'), undefined);
+      assert.ok(await s!.getSecret('keyring/k.other/v1/share'), 'another keyring keeps its keys');
+      assert.equal(await s!.getApplianceKey('ap-1', 'k', 1, 1), undefined);
+      assert.deepEqual(await s!.listKmsGrants('k'), []);
+      assert.equal(await s!.destroyKeyring('k', T0 + 10), false, 'once only');
+      await rejectsWith(s!.setKeyringDeletion('k', null, T0), 'ERR_CONFLICT');
+    });
+
+    it('KMS: applications, tokens by hash, revocation, grants', async ([s]) => {
+      const app = {
+        id: 'app-1',
+        name: 'billing',
+        status: 'enabled' as const,
+        createdAt: T0,
+        updatedAt: T0,
+      };
+      await s!.insertKmsApplication(app);
+      await rejectsWith(s!.insertKmsApplication({ ...app, id: 'app-2' }), 'ERR_CONFLICT');
+      assert.deepEqual(await s!.getKmsApplication('app-1'), app);
+      assert.equal(await s!.getKmsApplication('app-9'), undefined);
+      await s!.setKmsApplicationStatus('app-1', 'disabled', T0 + 1);
+      assert.deepEqual(await s!.listKmsApplications(), [
+        { ...app, status: 'disabled', updatedAt: T0 + 1 },
+      ]);
+      await rejectsWith(s!.setKmsApplicationStatus('app-9', 'enabled', T0), 'ERR_NOT_FOUND');
+      const tok = {
+        id: 'tok-1',
+        tokenHash: 'ab'.repeat(32),
+        applicationId: 'app-1',
+        scopes: ['decrypt', 'generate-data-key'],
+        expiresAt: 0,
+        createdAt: T0,
+        revokedAt: null,
+      };
+      await s!.insertKmsToken(tok);
+      await rejectsWith(s!.insertKmsToken({ ...tok, id: 'tok-2' }), 'ERR_CONFLICT');
+      assert.deepEqual(await s!.getKmsTokenByHash(tok.tokenHash), tok);
+      assert.equal(await s!.getKmsTokenByHash('cd'.repeat(32)), undefined);
+      await s!.revokeKmsToken('tok-1', T0 + 5);
+      await s!.revokeKmsToken('tok-1', T0 + 6);
+      assert.deepEqual(await s!.listKmsTokens('app-1'), [{ ...tok, revokedAt: T0 + 5 }]);
+      await rejectsWith(s!.revokeKmsToken('tok-9', T0), 'ERR_NOT_FOUND');
+      await s!.putKmsGrant({
+        keyring: 'k',
+        applicationId: 'app-1',
+        operations: ['decrypt'],
+        updatedAt: T0,
+      });
+      await s!.putKmsGrant({
+        keyring: 'k',
+        applicationId: 'app-0',
+        operations: ['encrypt'],
+        updatedAt: T0,
+      });
+      await s!.putKmsGrant({
+        keyring: 'k',
+        applicationId: 'app-1',
+        operations: ['encrypt', 'decrypt'],
+        updatedAt: T0 + 1,
+      });
+      assert.deepEqual(await s!.listKmsGrants('k'), [
+        { keyring: 'k', applicationId: 'app-0', operations: ['encrypt'], updatedAt: T0 },
+        {
+          keyring: 'k',
+          applicationId: 'app-1',
+          operations: ['encrypt', 'decrypt'],
+          updatedAt: T0 + 1,
+        },
+      ]);
+      await s!.putKmsGrant({ keyring: 'k', applicationId: 'app-0', operations: [], updatedAt: T0 });
+      assert.equal((await s!.listKmsGrants('k')).length, 1);
     });
 
     it('updateKeyring: compare-and-swap, version rows, status, not found', async ([s]) => {

@@ -54,7 +54,16 @@ export interface ManagerDeps {
   attestation?: AttestationVerifier;
   /** Cluster transfer timings (defaults: claims lapse after 30 s, voucher alone for 5 s). */
   cluster?: { claimTtlMs?: number; voucherGraceMs?: number };
+  /**
+   * Length of one "day" of a deletion's pending window, in ms (default 86 400 000). Tests shorten
+   * it (BLINDFOLD_DELETION_DAY_MS) to see a deletion come due; production never sets it.
+   */
+  deletionDayMs?: number;
 }
+
+/** Pending window of a scheduled keyring deletion, in days (SPEC.md §7.4). */
+export const DELETION_MIN_DAYS = 7;
+export const DELETION_MAX_DAYS = 30;
 
 export interface CreateKeyringInput {
   name: string;
@@ -171,8 +180,11 @@ export class Manager {
     const m = new Manager(deps);
     for (const k of await deps.store.listKeyrings()) m.keyrings.set(k.name, k);
     for (const a of await deps.store.listAppliances()) m.remember(a);
+    await m.destroyDueKeyrings();
     // Prove now, not at the first request, that the root key opens what is stored.
-    for (const k of m.keyrings.values()) await m.keysFor(k.name, k.managerVersion);
+    for (const k of m.keyrings.values()) {
+      if (k.status !== 'deleted') await m.keysFor(k.name, k.managerVersion);
+    }
     return m;
   }
 
@@ -192,6 +204,7 @@ export class Manager {
       this.remember(a);
       if (a.status === 'revoked' && before?.status !== 'revoked') this.dropApplianceKeys(a.id);
     }
+    await this.destroyDueKeyrings();
   }
 
   private remember(a: ApplianceRecord): void {
@@ -232,6 +245,7 @@ export class Manager {
       status: 'enabled',
       createdAt: now,
       updatedAt: now,
+      deletionAt: null,
     };
     await this.ensureKeyringKeys(input.name, 1);
     try {
@@ -263,7 +277,8 @@ export class Manager {
 
   /** A new manager-key version: new ticket and share keys; the old ones stay for old items. */
   async rotateKeyring(actor: string, name: string): Promise<KeyringRecord> {
-    const k = this.keyring(name);
+    const k = await this.liveKeyring(name);
+    this.checkNotPendingDeletion(k);
     const next = k.managerVersion + 1;
     await this.ensureKeyringKeys(name, next);
     const now = this.now();
@@ -285,7 +300,8 @@ export class Manager {
     // trusted, SPEC.md §5.7); a new version of an existing master only from a trusted one.
     const member = this.memberAppliance(actor);
     if (expected !== 0 || member.status !== 'enrolled') this.trustedAppliance(actor);
-    const k = this.keyring(name);
+    const k = await this.liveKeyring(name);
+    this.checkNotPendingDeletion(k);
     if (k.masterVersion !== expected) {
       throw new BlindfoldError(
         'ERR_CONFLICT',
@@ -314,7 +330,7 @@ export class Manager {
   }
 
   async setKeyringStatus(actor: string, name: string, status: 'enabled' | 'disabled') {
-    const k = this.keyring(name);
+    const k = await this.liveKeyring(name);
     const now = this.now();
     await this.d.store.updateKeyring(
       name,
@@ -330,6 +346,111 @@ export class Manager {
       keyring: name,
     });
     return rec;
+  }
+
+  /**
+   * Schedules a keyring's deletion `pendingDays` (7..30) from now (SPEC.md §7.4). Meanwhile the
+   * keyring is unusable (every item creation and recovery is refused), which shows what still
+   * depends on it while the deletion can be cancelled; when it comes due, its secrets are
+   * destroyed and every item of it becomes unrecoverable.
+   */
+  async scheduleKeyringDeletion(
+    actor: string,
+    name: string,
+    pendingDays = DELETION_MAX_DAYS,
+  ): Promise<KeyringRecord> {
+    if (
+      !Number.isInteger(pendingDays) ||
+      pendingDays < DELETION_MIN_DAYS ||
+      pendingDays > DELETION_MAX_DAYS
+    ) {
+      throw bad(`pendingDays must be an integer from ${DELETION_MIN_DAYS} to ${DELETION_MAX_DAYS}`);
+    }
+    await this.liveKeyring(name);
+    const now = this.now();
+    const deletionAt = now + pendingDays * (this.d.deletionDayMs ?? 86_400_000);
+    await this.d.store.setKeyringDeletion(name, deletionAt, now);
+    const rec = await this.rereadKeyring(name);
+    await this.d.audit.record({ actor, action: 'keyring.schedule-deletion', keyring: name });
+    return rec;
+  }
+
+  /** Cancels a pending deletion; the keyring is usable again as before. */
+  async cancelKeyringDeletion(actor: string, name: string): Promise<KeyringRecord> {
+    await this.liveKeyring(name);
+    await this.d.store.setKeyringDeletion(name, null, this.now());
+    const rec = await this.rereadKeyring(name);
+    await this.d.audit.record({ actor, action: 'keyring.cancel-deletion', keyring: name });
+    return rec;
+  }
+
+  /** Destroys every keyring whose deletion came due (called at start and by the refresh loop). */
+  async destroyDueKeyrings(): Promise<string[]> {
+    const now = this.now();
+    const done: string[] = [];
+    for (const k of [...this.keyrings.values()]) {
+      if (k.status === 'deleted' || k.deletionAt == null || k.deletionAt > now) continue;
+      if (await this.destroyIfDue(k.name)) done.push(k.name);
+    }
+    return done;
+  }
+
+  private async destroyIfDue(name: string): Promise<boolean> {
+    const destroyed = await this.d.store.destroyKeyring(name, this.now());
+    await this.rereadKeyring(name);
+    // Cached unsealed keys go too, whichever replica destroyed the secrets.
+    for (const key of [...this.keyringKeys.keys()]) {
+      if (key.startsWith(`${name}|`)) this.keyringKeys.delete(key);
+    }
+    for (const key of [...this.applianceKeys.keys()]) {
+      if (key.split('|')[1] === name) this.applianceKeys.delete(key);
+    }
+    if (destroyed) {
+      await this.d.audit.record({ actor: 'manager', action: 'keyring.destroy', keyring: name });
+    }
+    return destroyed;
+  }
+
+  private async rereadKeyring(name: string): Promise<KeyringRecord> {
+    const k = await this.d.store.getKeyring(name);
+    if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+    this.keyrings.set(name, k);
+    return k;
+  }
+
+  /** The keyring, refused if it was deleted (destroying it first if its deletion is due). */
+  private async liveKeyring(name: string): Promise<KeyringRecord> {
+    let k = this.keyring(name);
+    if (k.status !== 'deleted' && k.deletionAt != null && k.deletionAt <= this.now()) {
+      await this.destroyIfDue(name);
+      k = this.keyring(name);
+    }
+    if (k.status === 'deleted') {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `keyring ${name} was deleted; its keys are destroyed`,
+      );
+    }
+    return k;
+  }
+
+  private checkNotPendingDeletion(k: KeyringRecord): void {
+    if (k.deletionAt != null) {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `keyring ${k.name} is scheduled for deletion at ${new Date(k.deletionAt).toISOString()}; cancel it with DELETE /v1/keyrings/${k.name}/deletion to use it again`,
+      );
+    }
+  }
+
+  /** Item creation and recovery need an enabled keyring that is not (to be) deleted. */
+  private async usableKeyring(k: KeyringRecord): Promise<KeyringRecord> {
+    const live = await this.liveKeyring(k.name);
+    if (live.status !== 'enabled') {
+      throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${live.name} is disabled`);
+    }
+    this.checkNotPendingDeletion(live);
+    return live;
   }
 
   // -- appliances --------------------------------------------------------------------------------
@@ -450,6 +571,7 @@ export class Manager {
       );
     }
     const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
+    await this.liveKeyring(keyringName);
     this.checkManagerVersion(k, managerVersion);
     this.checkMasterVersion(k, masterVersion);
     let rec = await this.d.store.getApplianceKey(
@@ -632,13 +754,12 @@ export class Manager {
 
   async createItem(applianceId: string, input: CreateItemInput) {
     this.trustedAppliance(applianceId);
-    const k = await this.keyringFresh(input.keyring, {
-      managerVersion: input.managerVersion,
-      masterVersion: input.masterVersion,
-    });
-    if (k.status !== 'enabled') {
-      throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
-    }
+    const k = await this.usableKeyring(
+      await this.keyringFresh(input.keyring, {
+        managerVersion: input.managerVersion,
+        masterVersion: input.masterVersion,
+      }),
+    );
     // An appliance creates items under the newest manager version it holds a concealment for.
     // Versions are never retired in this release, so an older one stays valid after a rotation
     // until the appliance re-conceals (SPEC.md §5.5).
@@ -710,13 +831,12 @@ export class Manager {
     const item = input.itemId.length === 16 ? toHex(input.itemId) : null;
     try {
       this.trustedAppliance(applianceId);
-      const k = await this.keyringFresh(input.keyring, {
-        managerVersion: input.managerVersion,
-        masterVersion: input.masterVersion,
-      });
-      if (k.status !== 'enabled') {
-        throw new BlindfoldError('ERR_FORBIDDEN', `keyring ${k.name} is disabled`);
-      }
+      const k = await this.usableKeyring(
+        await this.keyringFresh(input.keyring, {
+          managerVersion: input.managerVersion,
+          masterVersion: input.masterVersion,
+        }),
+      );
       if (input.entropy.length > 64) throw bad('entropy is at most 64 bytes');
       if (input.itemId.length !== 16) throw bad('itemId must be 16 bytes');
       const ref: ItemRef = {

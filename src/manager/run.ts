@@ -114,6 +114,8 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       fingerprintOf: (spkiDer) => spkiFingerprint(spkiDer),
       attestation: o.attestation,
       cluster: o.cluster ?? clusterTimingsFromEnv(process.env),
+      // Test-only: a shorter "day" for deletion windows (SPEC.md §7.4; OPERATIONS.md).
+      deletionDayMs: deletionDayFromEnv(process.env),
     });
   } catch (e) {
     await store.close();
@@ -158,6 +160,11 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       await store.close();
     },
   };
+}
+
+function deletionDayFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.BLINDFOLD_DELETION_DAY_MS;
+  return v !== undefined && /^\d{1,9}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
 }
 
 function clusterTimingsFromEnv(env: NodeJS.ProcessEnv) {

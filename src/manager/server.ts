@@ -27,7 +27,7 @@ import {
   version,
 } from '../server/common.ts';
 import type { Store } from '../store/types.ts';
-import type { Manager } from './manager.ts';
+import { DELETION_MAX_DAYS, DELETION_MIN_DAYS, type Manager } from './manager.ts';
 
 export interface ManagerServerOptions {
   manager: Manager;
@@ -192,6 +192,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       status: { type: 'string' },
       createdAt: { type: 'integer' },
       updatedAt: { type: 'integer' },
+      deletionAt: { type: ['integer', 'null'] },
       versions: {
         type: 'array',
         items: {
@@ -288,6 +289,44 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
     async (request) =>
       manager.setKeyringStatus(await operator(request), request.params.name, request.body.status),
+  );
+
+  // Scheduled deletion (SPEC.md §7.4): unusable at once, destroyed after the pending window.
+  app.post<{ Params: { name: string }; Body: { pendingDays?: number } | undefined }>(
+    '/v1/keyrings/:name/deletion',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            pendingDays: {
+              type: 'integer',
+              minimum: DELETION_MIN_DAYS,
+              maximum: DELETION_MAX_DAYS,
+            },
+          },
+        },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) =>
+      manager.scheduleKeyringDeletion(
+        await operator(request),
+        request.params.name,
+        request.body?.pendingDays,
+      ),
+  );
+  app.delete<{ Params: { name: string } }>(
+    '/v1/keyrings/:name/deletion',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: keyringName }, required: ['name'] },
+        response: { 200: keyringOut, ...errorResponses },
+      },
+    },
+    async (request) => manager.cancelKeyringDeletion(await operator(request), request.params.name),
   );
 
   // -- operator: appliances and enrollment -----------------------------------------------------

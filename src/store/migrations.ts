@@ -137,11 +137,48 @@ CREATE INDEX transfers_target ON transfers (target, keyring);
 `;
 }
 
+/**
+ * v3, KMS (SPEC.md §7.4, §11): scheduled deletion of keyrings (the keyring stays, marked
+ * 'deleted', after its secrets are destroyed); applications, their API tokens (stored as SHA-256
+ * only) and per-keyring grants saying which application may do which operation.
+ */
+function schemaV3(): string {
+  return `
+ALTER TABLE keyrings ADD COLUMN deletion_at BIGINT;
+CREATE TABLE kms_applications (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE kms_tokens (
+  id TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  application_id TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE INDEX kms_tokens_application ON kms_tokens (application_id);
+CREATE TABLE kms_grants (
+  keyring TEXT NOT NULL,
+  application_id TEXT NOT NULL,
+  operations TEXT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (keyring, application_id)
+);
+`;
+}
+
 export const SQL_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BLOB') },
   { version: 2, sql: schemaV2() },
+  { version: 3, sql: schemaV3() },
 ];
 export const PG_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BYTEA') },
   { version: 2, sql: schemaV2() },
+  { version: 3, sql: schemaV3() },
 ];

@@ -31,9 +31,13 @@ import {
   applianceKeyFrom,
   auditFrom,
   credentialFrom,
+  deletionConflict,
   enrollmentFrom,
   eventFrom,
   keyringFrom,
+  kmsApplicationFrom,
+  kmsGrantFrom,
+  kmsTokenFrom,
   num,
   numOrNull,
   type Row,
@@ -52,6 +56,9 @@ import type {
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
+  KmsApplicationRecord,
+  KmsGrantRecord,
+  KmsTokenRecord,
   MembershipEventRecord,
   Store,
   StoredAuditEntry,
@@ -656,6 +663,131 @@ export class PostgresStore implements Store {
         'no key for this appliance and versions, or its hom2-opt setup was already done',
       );
     }
+  }
+
+  async setKeyringDeletion(name: string, deletionAt: number | null, now: number) {
+    await this.tx(async (c) => {
+      const cur = (await c.query('SELECT * FROM keyrings WHERE name = $1 FOR UPDATE', [name]))
+        .rows[0] as Row | undefined;
+      if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+      deletionConflict(name, cur, deletionAt);
+      await c.query('UPDATE keyrings SET deletion_at = $1, updated_at = $2 WHERE name = $3', [
+        deletionAt,
+        now,
+        name,
+      ]);
+    });
+  }
+
+  async destroyKeyring(name: string, now: number) {
+    return this.tx(async (c) => {
+      const cur = (await c.query('SELECT * FROM keyrings WHERE name = $1 FOR UPDATE', [name]))
+        .rows[0] as Row | undefined;
+      if (!cur || cur.status === 'deleted' || cur.deletion_at == null) return false;
+      if (num(cur.deletion_at) > now) return false;
+      const prefix = `keyring/${name}/`;
+      await c.query('DELETE FROM secrets WHERE substr(name, 1, $1) = $2', [prefix.length, prefix]);
+      await c.query('DELETE FROM appliance_keys WHERE keyring = $1', [name]);
+      await c.query('DELETE FROM kms_grants WHERE keyring = $1', [name]);
+      await c.query("UPDATE keyrings SET status = 'deleted', updated_at = $1 WHERE name = $2", [
+        now,
+        name,
+      ]);
+      return true;
+    });
+  }
+
+  async insertKmsApplication(a: KmsApplicationRecord) {
+    await this.exec(
+      'INSERT INTO kms_applications (id, name, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)',
+      [a.id, a.name, a.status, a.createdAt, a.updatedAt],
+      false,
+    );
+  }
+
+  async getKmsApplication(id: string) {
+    const rows = await this.read('SELECT * FROM kms_applications WHERE id = $1', [id]);
+    return rows[0] ? kmsApplicationFrom(rows[0]) : undefined;
+  }
+
+  async listKmsApplications() {
+    return (await this.read('SELECT * FROM kms_applications ORDER BY name')).map(
+      kmsApplicationFrom,
+    );
+  }
+
+  async setKmsApplicationStatus(id: string, status: KmsApplicationRecord['status'], now: number) {
+    const r = await this.exec(
+      'UPDATE kms_applications SET status = $1, updated_at = $2 WHERE id = $3',
+      [status, now, id],
+      true,
+    );
+    if (r.rowCount !== 1) throw new BlindfoldError('ERR_NOT_FOUND', `no application ${id}`);
+  }
+
+  async insertKmsToken(t: KmsTokenRecord) {
+    await this.exec(
+      `INSERT INTO kms_tokens (id, token_hash, application_id, scopes, expires_at, created_at, revoked_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        t.id,
+        t.tokenHash,
+        t.applicationId,
+        JSON.stringify(t.scopes),
+        t.expiresAt,
+        t.createdAt,
+        t.revokedAt,
+      ],
+      false,
+    );
+  }
+
+  async getKmsTokenByHash(tokenHash: string) {
+    const rows = await this.read('SELECT * FROM kms_tokens WHERE token_hash = $1', [tokenHash]);
+    return rows[0] ? kmsTokenFrom(rows[0]) : undefined;
+  }
+
+  async listKmsTokens(applicationId: string) {
+    return (
+      await this.read(
+        'SELECT * FROM kms_tokens WHERE application_id = $1 ORDER BY created_at, id',
+        [applicationId],
+      )
+    ).map(kmsTokenFrom);
+  }
+
+  async revokeKmsToken(id: string, now: number) {
+    await this.tx(async (c) => {
+      const r = (await c.query('SELECT id FROM kms_tokens WHERE id = $1 FOR UPDATE', [id])).rows[0];
+      if (!r) throw new BlindfoldError('ERR_NOT_FOUND', `no token ${id}`);
+      await c.query('UPDATE kms_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [
+        now,
+        id,
+      ]);
+    });
+  }
+
+  async putKmsGrant(g: KmsGrantRecord) {
+    await this.tx(async (c) => {
+      await c.query('DELETE FROM kms_grants WHERE keyring = $1 AND application_id = $2', [
+        g.keyring,
+        g.applicationId,
+      ]);
+      if (g.operations.length > 0) {
+        await c.query(
+          'INSERT INTO kms_grants (keyring, application_id, operations, updated_at) VALUES ($1, $2, $3, $4)',
+          [g.keyring, g.applicationId, JSON.stringify(g.operations), g.updatedAt],
+        );
+      }
+    });
+  }
+
+  async listKmsGrants(keyring: string) {
+    return (
+      await this.read('SELECT * FROM kms_grants WHERE keyring = $1 ORDER BY application_id', [
+        keyring,
+      ])
+    ).map(kmsGrantFrom);
   }
 
   async deleteApplianceKeys(applianceId: string) {

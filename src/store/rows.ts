@@ -2,12 +2,16 @@
  * Row → record mappers shared by the SQLite and PostgreSQL stores (same column names in both
  * dialects; PostgreSQL BIGINT may arrive as a string, hence `num`).
  */
+import { BlindfoldError } from '../core/errors.ts';
 import type {
   ApplianceKeyRecord,
   ApplianceRecord,
   CredentialRecord,
   EnrollmentRecord,
   KeyringRecord,
+  KmsApplicationRecord,
+  KmsGrantRecord,
+  KmsTokenRecord,
   MembershipEventRecord,
   StoredAuditEntry,
   TransferRecord,
@@ -29,6 +33,54 @@ export function keyringFrom(r: Row): KeyringRecord {
     managerVersion: num(r.manager_version),
     status: r.status as KeyringRecord['status'],
     createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    deletionAt: numOrNull(r.deletion_at),
+  };
+}
+
+/** The conflicts of scheduling (deletionAt set) or cancelling (null) a keyring's deletion. */
+export function deletionConflict(name: string, cur: Row, deletionAt: number | null): void {
+  if (cur.status === 'deleted') {
+    throw new BlindfoldError('ERR_CONFLICT', `keyring ${name} is already deleted`);
+  }
+  if (deletionAt !== null && cur.deletion_at != null) {
+    throw new BlindfoldError(
+      'ERR_CONFLICT',
+      `keyring ${name} is already scheduled for deletion; cancel it first to choose another date`,
+    );
+  }
+  if (deletionAt === null && cur.deletion_at == null) {
+    throw new BlindfoldError('ERR_CONFLICT', `keyring ${name} is not scheduled for deletion`);
+  }
+}
+
+export function kmsApplicationFrom(r: Row): KmsApplicationRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    status: r.status as KmsApplicationRecord['status'],
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+export function kmsTokenFrom(r: Row): KmsTokenRecord {
+  return {
+    id: r.id as string,
+    tokenHash: r.token_hash as string,
+    applicationId: r.application_id as string,
+    scopes: JSON.parse(r.scopes as string) as string[],
+    expiresAt: num(r.expires_at),
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+export function kmsGrantFrom(r: Row): KmsGrantRecord {
+  return {
+    keyring: r.keyring as string,
+    applicationId: r.application_id as string,
+    operations: JSON.parse(r.operations as string) as string[],
     updatedAt: num(r.updated_at),
   };
 }

@@ -13,9 +13,13 @@ import {
   applianceKeyFrom,
   auditFrom,
   credentialFrom,
+  deletionConflict,
   enrollmentFrom,
   keyringFrom,
   keyringsOf,
+  kmsApplicationFrom,
+  kmsGrantFrom,
+  kmsTokenFrom,
   type Row,
   transferFrom,
   u8,
@@ -32,6 +36,9 @@ import type {
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
+  KmsApplicationRecord,
+  KmsGrantRecord,
+  KmsTokenRecord,
   MembershipEventRecord,
   Store,
   StoredAuditEntry,
@@ -334,6 +341,149 @@ export class SqliteStore implements Store {
         );
       }
     });
+  }
+
+  setKeyringDeletion(name: string, deletionAt: number | null, now: number) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        const cur = this.st('SELECT * FROM keyrings WHERE name = ?').get(name) as Row | undefined;
+        if (!cur) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${name}`);
+        deletionConflict(name, cur, deletionAt);
+        this.st('UPDATE keyrings SET deletion_at = ?, updated_at = ? WHERE name = ?').run(
+          deletionAt,
+          now,
+          name,
+        );
+      })();
+    });
+  }
+
+  destroyKeyring(name: string, now: number) {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const cur = this.st('SELECT * FROM keyrings WHERE name = ?').get(name) as Row | undefined;
+        if (!cur || cur.status === 'deleted' || cur.deletion_at == null) return false;
+        if ((cur.deletion_at as number) > now) return false;
+        const prefix = `keyring/${name}/`;
+        this.st('DELETE FROM secrets WHERE substr(name, 1, ?) = ?').run(prefix.length, prefix);
+        this.st('DELETE FROM appliance_keys WHERE keyring = ?').run(name);
+        this.st('DELETE FROM kms_grants WHERE keyring = ?').run(name);
+        this.st("UPDATE keyrings SET status = 'deleted', updated_at = ? WHERE name = ?").run(
+          now,
+          name,
+        );
+        return true;
+      })(),
+    );
+  }
+
+  insertKmsApplication(a: KmsApplicationRecord) {
+    return this.run(() => {
+      this.st(
+        'INSERT INTO kms_applications (id, name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+      ).run(a.id, a.name, a.status, a.createdAt, a.updatedAt);
+    });
+  }
+
+  getKmsApplication(id: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM kms_applications WHERE id = ?').get(id) as Row | undefined;
+      return r ? kmsApplicationFrom(r) : undefined;
+    });
+  }
+
+  listKmsApplications() {
+    return this.run(() =>
+      (this.st('SELECT * FROM kms_applications ORDER BY name').all() as Row[]).map(
+        kmsApplicationFrom,
+      ),
+    );
+  }
+
+  setKmsApplicationStatus(id: string, status: KmsApplicationRecord['status'], now: number) {
+    return this.run(() => {
+      const r = this.st('UPDATE kms_applications SET status = ?, updated_at = ? WHERE id = ?').run(
+        status,
+        now,
+        id,
+      );
+      if (r.changes !== 1) throw new BlindfoldError('ERR_NOT_FOUND', `no application ${id}`);
+    });
+  }
+
+  insertKmsToken(t: KmsTokenRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO kms_tokens (id, token_hash, application_id, scopes, expires_at, created_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        t.id,
+        t.tokenHash,
+        t.applicationId,
+        JSON.stringify(t.scopes),
+        t.expiresAt,
+        t.createdAt,
+        t.revokedAt,
+      );
+    });
+  }
+
+  getKmsTokenByHash(tokenHash: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM kms_tokens WHERE token_hash = ?').get(tokenHash) as
+        | Row
+        | undefined;
+      return r ? kmsTokenFrom(r) : undefined;
+    });
+  }
+
+  listKmsTokens(applicationId: string) {
+    return this.run(() =>
+      (
+        this.st('SELECT * FROM kms_tokens WHERE application_id = ? ORDER BY created_at, id').all(
+          applicationId,
+        ) as Row[]
+      ).map(kmsTokenFrom),
+    );
+  }
+
+  revokeKmsToken(id: string, now: number) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        const r = this.st('SELECT id FROM kms_tokens WHERE id = ?').get(id) as Row | undefined;
+        if (!r) throw new BlindfoldError('ERR_NOT_FOUND', `no token ${id}`);
+        this.st('UPDATE kms_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(
+          now,
+          id,
+        );
+      })();
+    });
+  }
+
+  putKmsGrant(g: KmsGrantRecord) {
+    return this.run(() => {
+      this.db.transaction(() => {
+        this.st('DELETE FROM kms_grants WHERE keyring = ? AND application_id = ?').run(
+          g.keyring,
+          g.applicationId,
+        );
+        if (g.operations.length > 0) {
+          this.st(
+            'INSERT INTO kms_grants (keyring, application_id, operations, updated_at) VALUES (?, ?, ?, ?)',
+          ).run(g.keyring, g.applicationId, JSON.stringify(g.operations), g.updatedAt);
+        }
+      })();
+    });
+  }
+
+  listKmsGrants(keyring: string) {
+    return this.run(() =>
+      (
+        this.st('SELECT * FROM kms_grants WHERE keyring = ? ORDER BY application_id').all(
+          keyring,
+        ) as Row[]
+      ).map(kmsGrantFrom),
+    );
   }
 
   deleteApplianceKeys(applianceId: string) {

@@ -16,8 +16,39 @@ export interface KeyringRecord {
   scheme: string; // scheme id for hom modes, split operator id for split mode
   masterVersion: number; // current master-key version (appliances create new ones)
   managerVersion: number; // current manager-key version
+  /** 'deleted' after a scheduled deletion came due and its secrets were destroyed (SPEC.md §7.4). */
+  status: 'enabled' | 'disabled' | 'deleted';
+  createdAt: number;
+  updatedAt: number;
+  /** When a scheduled deletion comes due (ms), or null; the keyring is unusable meanwhile. */
+  deletionAt?: number | null;
+}
+
+/** An application of the KMS API (SPEC.md §11). */
+export interface KmsApplicationRecord {
+  id: string; // "app-" + 16 hex digits
+  name: string;
   status: 'enabled' | 'disabled';
   createdAt: number;
+  updatedAt: number;
+}
+
+/** An application's API token; only its SHA-256 is stored. */
+export interface KmsTokenRecord {
+  id: string; // "tok-" + 16 hex digits
+  tokenHash: string; // hex SHA-256 of the token
+  applicationId: string;
+  scopes: string[];
+  expiresAt: number; // ms; 0 = never
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** Which operations an application may perform with one keyring (its key policy). */
+export interface KmsGrantRecord {
+  keyring: string;
+  applicationId: string;
+  operations: string[];
   updatedAt: number;
 }
 
@@ -186,6 +217,36 @@ export interface Store {
     now: number,
   ): Promise<void>;
   listKeyringVersions(name: string): Promise<KeyringVersionRecord[]>;
+  /**
+   * Sets (a time) or clears (null) a keyring's scheduled deletion. ERR_NOT_FOUND if unknown;
+   * ERR_CONFLICT if it is deleted, or already scheduled (set), or not scheduled (clear).
+   */
+  setKeyringDeletion(name: string, deletionAt: number | null, now: number): Promise<void>;
+  /**
+   * Destroys a keyring whose deletion is due at `now`, in one transaction: its sealed ticket and
+   * share keys, every appliance key and every KMS grant of it; the row stays with status
+   * 'deleted'. Returns false (and changes nothing) if no deletion is due.
+   */
+  destroyKeyring(name: string, now: number): Promise<boolean>;
+
+  // -- KMS (SPEC.md §11) --
+  insertKmsApplication(a: KmsApplicationRecord): Promise<void>;
+  getKmsApplication(id: string): Promise<KmsApplicationRecord | undefined>;
+  listKmsApplications(): Promise<KmsApplicationRecord[]>;
+  /** ERR_NOT_FOUND if unknown. */
+  setKmsApplicationStatus(
+    id: string,
+    status: KmsApplicationRecord['status'],
+    now: number,
+  ): Promise<void>;
+  insertKmsToken(t: KmsTokenRecord): Promise<void>;
+  getKmsTokenByHash(tokenHash: string): Promise<KmsTokenRecord | undefined>;
+  listKmsTokens(applicationId: string): Promise<KmsTokenRecord[]>;
+  /** ERR_NOT_FOUND if unknown; revoking twice keeps the first time. */
+  revokeKmsToken(id: string, now: number): Promise<void>;
+  /** Replaces an application's grant on a keyring; an empty list removes it. */
+  putKmsGrant(g: KmsGrantRecord): Promise<void>;
+  listKmsGrants(keyring: string): Promise<KmsGrantRecord[]>;
 
   insertAppliance(a: ApplianceRecord): Promise<void>;
   getAppliance(id: string): Promise<ApplianceRecord | undefined>;
