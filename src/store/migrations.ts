@@ -172,13 +172,45 @@ CREATE TABLE kms_grants (
 `;
 }
 
+/**
+ * v5, the web console's master-key import (SPEC.md §5.9): each appliance's import public key
+ * (X25519, signed by its identity key) and the pending imports the console posts for it. An
+ * import holds only a blob sealed to that key; it is dropped once the appliance reports back.
+ */
+function schemaV5(): string {
+  return `
+CREATE TABLE import_keys (
+  appliance_id TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE master_imports (
+  id TEXT PRIMARY KEY,
+  appliance_id TEXT NOT NULL,
+  keyring TEXT NOT NULL,
+  master_version INTEGER NOT NULL,
+  manager_version INTEGER NOT NULL,
+  sealed TEXT,
+  status TEXT NOT NULL,
+  code TEXT,
+  created_by TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX master_imports_appliance ON master_imports (appliance_id, status);
+`;
+}
+
 export const SQL_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BLOB') },
   { version: 2, sql: schemaV2() },
   { version: 3, sql: schemaV3() },
+  { version: 5, sql: schemaV5() },
 ];
 export const PG_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BYTEA') },
   { version: 2, sql: schemaV2() },
   { version: 3, sql: schemaV3() },
+  { version: 5, sql: schemaV5() },
 ];

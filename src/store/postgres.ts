@@ -34,6 +34,8 @@ import {
   deletionConflict,
   enrollmentFrom,
   eventFrom,
+  importFrom,
+  importKeyFrom,
   keyringFrom,
   kmsApplicationFrom,
   kmsGrantFrom,
@@ -53,12 +55,15 @@ import type {
   CredentialRecord,
   EnrollInput,
   EnrollmentRecord,
+  ImportKeyRecord,
+  ImportStatus,
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
   KmsApplicationRecord,
   KmsGrantRecord,
   KmsTokenRecord,
+  MasterImportRecord,
   MembershipEventRecord,
   Store,
   StoredAuditEntry,
@@ -1192,6 +1197,82 @@ export class PostgresStore implements Store {
    * snapshot, the chain is extended in memory (SPEC.md §8) and inserted. The seq primary key
    * is a second line of defence: a fork would be a 23505, never two entries with one seq.
    */
+  // -- console master-key import (SPEC.md §5.9) -------------------------------------------------
+
+  async putImportKey(k: ImportKeyRecord) {
+    await this.exec(
+      `INSERT INTO import_keys (appliance_id, public_key, signature, created_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (appliance_id) DO UPDATE SET public_key = excluded.public_key,
+         signature = excluded.signature, created_at = excluded.created_at`,
+      [k.applianceId, k.publicKey, k.signature, k.createdAt],
+      true, // an upsert of the same values: safe to repeat
+    );
+  }
+
+  async getImportKey(applianceId: string) {
+    const rows = await this.read('SELECT * FROM import_keys WHERE appliance_id = $1', [
+      applianceId,
+    ]);
+    return rows[0] ? importKeyFrom(rows[0]) : undefined;
+  }
+
+  async insertImport(i: MasterImportRecord) {
+    await this.exec(
+      `INSERT INTO master_imports (id, appliance_id, keyring, master_version, manager_version, sealed, status, code, created_by, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [
+        i.id,
+        i.applianceId,
+        i.keyring,
+        i.masterVersion,
+        i.managerVersion,
+        i.sealed,
+        i.status,
+        i.code,
+        i.createdBy,
+        i.createdAt,
+        i.updatedAt,
+      ],
+      false,
+    );
+  }
+
+  async getImport(id: string) {
+    const rows = await this.read('SELECT * FROM master_imports WHERE id = $1', [id]);
+    return rows[0] ? importFrom(rows[0]) : undefined;
+  }
+
+  async listImports(filter: { applianceId?: string; status?: ImportStatus } = {}) {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.applianceId !== undefined) {
+      args.push(filter.applianceId);
+      where.push(`appliance_id = $${args.length}`);
+    }
+    if (filter.status !== undefined) {
+      args.push(filter.status);
+      where.push(`status = $${args.length}`);
+    }
+    const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    return (await this.read(`SELECT * FROM master_imports ${w} ORDER BY created_at, id`, args)).map(
+      importFrom,
+    );
+  }
+
+  async finishImport(id: string, status: 'done' | 'failed', code: string | null, now: number) {
+    const r = await this.exec(
+      `UPDATE master_imports SET status = $1, code = $2, sealed = NULL, updated_at = $3
+       WHERE id = $4 AND status = 'pending'`,
+      [status, code, now, id],
+      false,
+    );
+    if (r.rowCount !== 1) {
+      const rows = await this.read('SELECT status FROM master_imports WHERE id = $1', [id]);
+      if (!rows[0]) throw new BlindfoldError('ERR_NOT_FOUND', `no import ${id}`);
+      throw new BlindfoldError('ERR_CONFLICT', `import ${id} is ${rows[0].status as string}`);
+    }
+  }
+
   async appendAudit(entries: AuditEntry[]) {
     if (entries.length === 0) return [];
     return this.tx(async (c) => {

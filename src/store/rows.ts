@@ -8,10 +8,12 @@ import type {
   ApplianceRecord,
   CredentialRecord,
   EnrollmentRecord,
+  ImportKeyRecord,
   KeyringRecord,
   KmsApplicationRecord,
   KmsGrantRecord,
   KmsTokenRecord,
+  MasterImportRecord,
   MembershipEventRecord,
   StoredAuditEntry,
   TransferRecord,
@@ -187,5 +189,30 @@ export function auditFrom(r: Row): StoredAuditEntry {
     requestId: (r.request_id as string | null) ?? null,
     prevHash: r.prev_hash as string,
     hash: r.hash as string,
+  };
+}
+
+export function importKeyFrom(r: Row): ImportKeyRecord {
+  return {
+    applianceId: r.appliance_id as string,
+    publicKey: r.public_key as string,
+    signature: r.signature as string,
+    createdAt: num(r.created_at),
+  };
+}
+
+export function importFrom(r: Row): MasterImportRecord {
+  return {
+    id: r.id as string,
+    applianceId: r.appliance_id as string,
+    keyring: r.keyring as string,
+    masterVersion: num(r.master_version),
+    managerVersion: num(r.manager_version),
+    sealed: (r.sealed as string | null) ?? null,
+    status: r.status as MasterImportRecord['status'],
+    code: (r.code as string | null) ?? null,
+    createdBy: r.created_by as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }

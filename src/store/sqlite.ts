@@ -15,6 +15,8 @@ import {
   credentialFrom,
   deletionConflict,
   enrollmentFrom,
+  importFrom,
+  importKeyFrom,
   keyringFrom,
   keyringsOf,
   kmsApplicationFrom,
@@ -33,12 +35,15 @@ import type {
   CredentialRecord,
   EnrollInput,
   EnrollmentRecord,
+  ImportKeyRecord,
+  ImportStatus,
   ItemRecord,
   KeyringRecord,
   KeyringVersionRecord,
   KmsApplicationRecord,
   KmsGrantRecord,
   KmsTokenRecord,
+  MasterImportRecord,
   MembershipEventRecord,
   Store,
   StoredAuditEntry,
@@ -949,6 +954,92 @@ export class SqliteStore implements Store {
       () =>
         this.st("DELETE FROM transfers WHERE target = ? AND status <> 'done'").run(target).changes,
     );
+  }
+
+  // -- console master-key import (SPEC.md §5.9) -------------------------------------------------
+
+  putImportKey(k: ImportKeyRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO import_keys (appliance_id, public_key, signature, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (appliance_id) DO UPDATE SET public_key = excluded.public_key,
+           signature = excluded.signature, created_at = excluded.created_at`,
+      ).run(k.applianceId, k.publicKey, k.signature, k.createdAt);
+    });
+  }
+
+  getImportKey(applianceId: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM import_keys WHERE appliance_id = ?').get(applianceId) as
+        | Row
+        | undefined;
+      return r ? importKeyFrom(r) : undefined;
+    });
+  }
+
+  insertImport(i: MasterImportRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO master_imports (id, appliance_id, keyring, master_version, manager_version, sealed, status, code, created_by, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        i.id,
+        i.applianceId,
+        i.keyring,
+        i.masterVersion,
+        i.managerVersion,
+        i.sealed,
+        i.status,
+        i.code,
+        i.createdBy,
+        i.createdAt,
+        i.updatedAt,
+      );
+    });
+  }
+
+  getImport(id: string) {
+    return this.run(() => {
+      const r = this.st('SELECT * FROM master_imports WHERE id = ?').get(id) as Row | undefined;
+      return r ? importFrom(r) : undefined;
+    });
+  }
+
+  listImports(filter: { applianceId?: string; status?: ImportStatus } = {}) {
+    return this.run(() => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.applianceId !== undefined) {
+        where.push('appliance_id = ?');
+        args.push(filter.applianceId);
+      }
+      if (filter.status !== undefined) {
+        where.push('status = ?');
+        args.push(filter.status);
+      }
+      const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
+      return (
+        this.db
+          .prepare(`SELECT * FROM master_imports ${w} ORDER BY created_at, id`)
+          .all(...args) as Row[]
+      ).map(importFrom);
+    });
+  }
+
+  finishImport(id: string, status: 'done' | 'failed', code: string | null, now: number) {
+    return this.run(() => {
+      const r = this.st(
+        `UPDATE master_imports SET status = ?, code = ?, sealed = NULL, updated_at = ?
+         WHERE id = ? AND status = 'pending'`,
+      ).run(status, code, now, id);
+      if (r.changes !== 1) {
+        const exists = this.st('SELECT status FROM master_imports WHERE id = ?').get(id) as
+          | Row
+          | undefined;
+        if (!exists) throw new BlindfoldError('ERR_NOT_FOUND', `no import ${id}`);
+        throw new BlindfoldError('ERR_CONFLICT', `import ${id} is ${exists.status as string}`);
+      }
+    });
   }
 
   appendAudit(entries: AuditEntry[]) {

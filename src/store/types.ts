@@ -171,6 +171,35 @@ export interface EnrollInput {
   transfers: TransferRecord[];
 }
 
+/** An appliance's import public key (SPEC.md §5.9), published signed by its identity key. */
+export interface ImportKeyRecord {
+  applianceId: string;
+  /** X25519 public key (crypto_box_seal), base64url. */
+  publicKey: string;
+  /** ECDSA P-256 / SHA-256 by the identity key over importKeyStatement, IEEE P1363, base64url. */
+  signature: string;
+  createdAt: number;
+}
+
+export type ImportStatus = 'pending' | 'done' | 'failed';
+
+/** A master-key import posted by the console for one appliance (SPEC.md §5.9). */
+export interface MasterImportRecord {
+  id: string;
+  applianceId: string;
+  keyring: string;
+  masterVersion: number;
+  managerVersion: number;
+  /** The concealment sealed to the appliance's import key, base64url; null once finished. */
+  sealed: string | null;
+  status: ImportStatus;
+  /** The appliance's error code when it failed. */
+  code: string | null;
+  createdBy: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
 export interface AuditEntry {
   ts: number;
   actor: string;
@@ -355,6 +384,28 @@ export interface Store {
   ): Promise<void>;
   /** Drops the open transfers of a target (revocation). */
   cancelTransfers(target: string): Promise<number>;
+
+  // -- console master-key import (SPEC.md §5.9) --
+  /** Inserts or replaces the appliance's import public key. */
+  putImportKey(k: ImportKeyRecord): Promise<void>;
+  getImportKey(applianceId: string): Promise<ImportKeyRecord | undefined>;
+  insertImport(i: MasterImportRecord): Promise<void>;
+  getImport(id: string): Promise<MasterImportRecord | undefined>;
+  /** Imports oldest first, optionally of one appliance and/or one status. */
+  listImports(filter?: {
+    applianceId?: string;
+    status?: ImportStatus;
+  }): Promise<MasterImportRecord[]>;
+  /**
+   * Moves a pending import to done or failed and drops its sealed blob; ERR_NOT_FOUND if unknown,
+   * ERR_CONFLICT if it is not pending.
+   */
+  finishImport(
+    id: string,
+    status: 'done' | 'failed',
+    code: string | null,
+    now: number,
+  ): Promise<void>;
 
   /** Appends entries in order, extending the hash chain atomically. */
   appendAudit(entries: AuditEntry[]): Promise<StoredAuditEntry[]>;
