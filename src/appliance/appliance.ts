@@ -87,6 +87,8 @@ export interface ApplianceState {
   keyrings: Record<string, KeyringState>;
   /** Invites made by this appliance (cluster vouching), newest last. */
   invites?: InviteRecord[];
+  /** X25519 key pair for console master-key imports (SPEC.md §5.9), base64url. */
+  importKey?: { publicKey: string; secretKey: string };
 }
 
 export const STATE_FILE = 'appliance.json';
@@ -441,6 +443,18 @@ export class Appliance {
     this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
     await saveState(this.dir, this.state);
     return to;
+  }
+
+  /** @internal hom2-opt setup for a concealment another path produced (console import). */
+  optSetupFor(
+    keyring: string,
+    managerVersion: number,
+    masterVersion: number,
+    scheme: ReturnType<typeof getScheme>,
+    pk: unknown,
+    ct: unknown,
+  ): Promise<string> {
+    return this.optSetup(keyring, managerVersion, masterVersion, scheme, pk, ct);
   }
 
   private async optSetup(

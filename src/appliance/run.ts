@@ -13,6 +13,7 @@ import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { Appliance, loadState } from './appliance.ts';
+import { ImportReceiver } from './imports.ts';
 import { buildLocalServer } from './server.ts';
 
 export const LOCAL_TOKEN_FILE = 'local-api.token';
@@ -26,12 +27,18 @@ export interface ApplianceRunOptions {
   cache?: { maxEntries: number; ttlMs: number };
   /** Poll interval of the cluster loop (serving and receiving transfers); 0 turns it off. */
   clusterPollMs?: number;
+  /**
+   * Accept master-key imports from the web console (SPEC.md §5.9): publish an import key and poll
+   * for imports every `pollMs` (default 1000). Off unless asked for ("blindfold up" turns it on).
+   */
+  consoleImports?: boolean | { pollMs?: number };
 }
 
 export interface RunningAppliance {
   app: FastifyInstance;
   appliance: Appliance;
   member: ClusterMember;
+  imports?: ImportReceiver;
   url: string;
   token: string;
   close(): Promise<void>;
@@ -79,11 +86,13 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
   const token = await ensureLocalToken(o.home);
   // The cluster loop: serve transfers this member may vouch for, receive our own (SPEC.md §5.7).
   const member = new ClusterMember(appliance);
+  const imports = o.consoleImports ? new ImportReceiver(appliance) : undefined;
   const app = await buildLocalServer({
     appliance,
     tokenHash: sha256(utf8(token)),
     logger: o.logger,
     member,
+    importKeyFingerprint: () => imports?.fingerprint(),
   });
   await app.listen({ host: '127.0.0.1', port: o.port ?? 7301 });
   const addr = app.server.address();
@@ -98,17 +107,23 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
   );
   const pollMs = o.clusterPollMs ?? clusterPollFromEnv(process.env) ?? 1000;
   if (pollMs > 0) member.start(pollMs);
+  if (imports) {
+    await imports.keyPair(); // so that `blindfold status` shows the fingerprint at once
+    imports.start(typeof o.consoleImports === 'object' ? o.consoleImports.pollMs : undefined);
+  }
   let closed = false;
   return {
     app,
     appliance,
     member,
+    imports,
     url,
     token,
     async close() {
       if (closed) return;
       closed = true;
       member.stop();
+      imports?.stop();
       await app.close();
       appliance.close();
     },

@@ -30,6 +30,8 @@ export interface LocalServerOptions {
   metrics?: Metrics;
   /** The cluster side of this appliance (invites, joining), SPEC.md §5.7. */
   member?: ClusterMember;
+  /** The console import key's fingerprint, when console imports are on (SPEC.md §5.9). */
+  importKeyFingerprint?: () => string | undefined;
 }
 
 export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyInstance> {
@@ -77,6 +79,7 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
               name: { type: 'string' },
               managerUrl: { type: 'string' },
               manager: { type: 'string' },
+              importKeyFingerprint: { type: 'string' },
               keyrings: {
                 type: 'array',
                 items: {
@@ -111,6 +114,7 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
         name: s.name,
         managerUrl: s.managerUrl,
         manager,
+        ...(o.importKeyFingerprint?.() ? { importKeyFingerprint: o.importKeyFingerprint() } : {}),
         keyrings: Object.entries(s.keyrings).map(([name, k]) => {
           const latest = k.concealments.reduce((a, b) =>
             b.masterVersion > a.masterVersion ||

@@ -80,11 +80,13 @@ for the voucher or another member to serve it). The plain master key is never st
 Creates the appliance's identity key (DIR/identity.key, 0600) if absent and prints its
 fingerprint, for "blindfold cluster invite --fingerprint" or an allow-listed credential.
 `,
-  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS]
+  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS] [--console-imports]
 
 Serves the local API on 127.0.0.1 (token in DIR/local-api.token). Item keys live in memory only
 while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
---cache-ttl seconds (default 60), wiped on eviction.
+--cache-ttl seconds (default 60), wiped on eviction. --console-imports accepts master keys
+entered in the web console (SPEC.md §5.9): the appliance publishes an import key, whose
+fingerprint "blindfold status" shows, and polls the manager for imports sealed to it.
 `,
   encrypt: `Usage: blindfold encrypt FILE|- [-o OUT|-] [--keyring default] [--home DIR]
 
@@ -337,6 +339,7 @@ async function cmdApplianceRun(args: string[]) {
     port: { type: 'string' },
     'cache-size': { type: 'string' },
     'cache-ttl': { type: 'string' },
+    'console-imports': { type: 'boolean' },
   });
   if (values.help) return console.log(HELP['appliance run']);
   const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
@@ -348,6 +351,7 @@ async function cmdApplianceRun(args: string[]) {
       maxEntries: int(values['cache-size'], '--cache-size', 0),
       ttlMs: 1000 * int(values['cache-ttl'], '--cache-ttl', 60),
     },
+    consoleImports: values['console-imports'] === true,
   });
   console.error(`blindfold appliance ${a.appliance.id} local API on ${a.url}`);
   await waitForSignal(() => a.close());

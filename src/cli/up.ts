@@ -168,7 +168,16 @@ export async function up(o: UpOptions) {
     }
 
     const applianceProc = child(
-      ['appliance', 'run', '--home', applianceHome, '--port', String(o.localPort)],
+      // Console imports on: a local deployment's operator enters master keys in the console.
+      [
+        'appliance',
+        'run',
+        '--home',
+        applianceHome,
+        '--port',
+        String(o.localPort),
+        '--console-imports',
+      ],
       env,
       'appliance',
     );
@@ -177,6 +186,7 @@ export async function up(o: UpOptions) {
 
     console.log(
       `\nBlindfold is up: manager ${urls.join(' ')}, appliance local API http://127.0.0.1:${o.localPort}` +
+        `\nWeb console: ${urls[0]}/ui/ (sign in with the token in ${join(managerHome, OPERATOR_TOKEN_FILE)})` +
         `\nData in ${o.home}. Try:  npx blindfold encrypt README.md && npx blindfold decrypt README.md.bf -o README.copy` +
         '\nStop with Ctrl-C; "npm start" again keeps all data.\n',
     );

@@ -30,6 +30,7 @@ import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
 import { nodeGeneratePrime } from '../platform/node-primes.ts';
 import type { ApplianceRecord, KeyringRecord, Store } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
+import { ImportService } from './imports.ts';
 
 export interface Sealer {
   seal(name: string, plaintext: Uint8Array): Uint8Array;
@@ -159,9 +160,16 @@ export class Manager {
 
   /** Vouching, membership and re-concealment transfers (SPEC.md §5.7). */
   readonly cluster: ClusterService;
+  /** Master-key imports from the web console (SPEC.md §5.9). */
+  readonly imports: ImportService;
 
   private constructor(private readonly d: ManagerDeps) {
     this.now = d.now ?? Date.now;
+    this.imports = new ImportService(this, {
+      store: d.store,
+      audit: d.audit,
+      now: () => this.now(),
+    });
     this.cluster = new ClusterService(this, {
       store: d.store,
       sealer: d.sealer,
@@ -300,6 +308,18 @@ export class Manager {
     // trusted, SPEC.md §5.7); a new version of an existing master only from a trusted one.
     const member = this.memberAppliance(actor);
     if (expected !== 0 || member.status !== 'enrolled') this.trustedAppliance(actor);
+    const rec = await this.claimMasterVersion(actor, name, expected);
+    if (member.status === 'enrolled') {
+      await this.cluster.markTrusted(actor, actor, 'master', `created master 1 of keyring ${name}`);
+    }
+    return rec;
+  }
+
+  /**
+   * The compare-and-swap on a keyring's master version (SPEC.md §5.5), audited under `actor`:
+   * an appliance (bumpMasterVersion) or the operator preparing a console import (SPEC.md §5.9).
+   */
+  async claimMasterVersion(actor: string, name: string, expected: number): Promise<KeyringRecord> {
     const k = await this.liveKeyring(name);
     this.checkNotPendingDeletion(k);
     if (k.masterVersion !== expected) {
@@ -323,9 +343,6 @@ export class Manager {
       keyring: name,
       keyVersion: expected + 1,
     });
-    if (member.status === 'enrolled') {
-      await this.cluster.markTrusted(actor, actor, 'master', `created master 1 of keyring ${name}`);
-    }
     return rec;
   }
 

@@ -130,6 +130,7 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
     tls: o.insecureHttp ? undefined : { key: pki.keyPem, cert: pki.certPem },
     logger: o.logger,
     metrics,
+    historyIntervalMs: historyIntervalFromEnv(process.env),
   });
   // Replicas share the store: pick up other replicas' rotations and revocations (SPEC.md §7.3).
   const refresh = setInterval(() => {
@@ -165,6 +166,14 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
 function deletionDayFromEnv(env: NodeJS.ProcessEnv): number | undefined {
   const v = env.BLINDFOLD_DELETION_DAY_MS;
   return v !== undefined && /^\d{1,9}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
+/** BLINDFOLD_METRICS_SAMPLE_MS: the console's chart resolution (100 ms .. 1 h; default 5 s). */
+function historyIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.BLINDFOLD_METRICS_SAMPLE_MS;
+  if (v === undefined || !/^\d{3,7}$/.test(v)) return undefined;
+  const n = Number(v);
+  return n >= 100 && n <= 3_600_000 ? n : undefined;
 }
 
 function clusterTimingsFromEnv(env: NodeJS.ProcessEnv) {

@@ -13,6 +13,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { registerClusterRoutes } from '../cluster/routes.ts';
+import { registerConsole } from '../console/serve.ts';
 import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
@@ -26,7 +27,9 @@ import {
   Metrics,
   version,
 } from '../server/common.ts';
+import { MetricsHistory } from '../server/history.ts';
 import type { Store } from '../store/types.ts';
+import { registerConsoleRoutes } from './console-routes.ts';
 import { DELETION_MAX_DAYS, DELETION_MIN_DAYS, type Manager } from './manager.ts';
 
 export interface ManagerServerOptions {
@@ -38,6 +41,8 @@ export interface ManagerServerOptions {
   logger?: boolean | object;
   metrics?: Metrics;
   bodyLimit?: number;
+  /** Request-history sampling for the console charts (default every 5 s, one hour kept). */
+  historyIntervalMs?: number;
 }
 
 const peerCache = new WeakMap<object, string>();
@@ -82,6 +87,14 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   });
   installErrorHandling(app);
   installMetrics(app, metrics, 'manager');
+  const history = new MetricsHistory(metrics, {
+    intervalMs: opts.historyIntervalMs,
+    capacity: opts.historyIntervalMs ? Math.ceil(3_600_000 / opts.historyIntervalMs) : undefined,
+  });
+  history.start();
+  app.addHook('onClose', async () => history.stop());
+  /** Last authenticated request per appliance (presence in the console; this process only). */
+  const lastSeen = new Map<string, number>();
 
   const operator = async (request: FastifyRequest) => {
     const h = request.headers.authorization;
@@ -108,7 +121,9 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     try {
       // Enrolled (vouched, no secret yet) and trusted members pass; routes that need a trusted
       // member check it themselves (SPEC.md §5.7).
-      return (await manager.memberFresh(a.id)).id;
+      const id = (await manager.memberFresh(a.id)).id;
+      lastSeen.set(id, Date.now());
+      return id;
     } catch (e) {
       // Refused before any work, but still one audit entry per request (SPEC.md §8).
       manager.auditRefusal(
@@ -498,6 +513,9 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   );
 
   registerClusterRoutes(app, { manager, operator, appliance });
+  registerConsoleRoutes(app, { manager, history, lastSeen, operator, appliance });
+  // The web console's static page and bundle (src/console), same origin as this API.
+  registerConsole(app);
 
   // -- operator: audit -------------------------------------------------------------------------
   const auditOut = {

@@ -159,7 +159,27 @@ export function installErrorHandling(app: FastifyInstance): void {
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+/** Bucket bounds (seconds) of the request-duration histogram. */
+export const DURATION_BUCKETS: readonly number[] = BUCKETS;
+
+/** Running totals over every route, for the console's history (src/server/history.ts). */
+export interface HttpTotals {
+  requests: number;
+  errors4xx: number;
+  errors5xx: number;
+  durationSum: number;
+  /** Cumulative counts per DURATION_BUCKETS bound (le), like Prometheus buckets. */
+  buckets: number[];
+}
+
 export class Metrics {
+  readonly http: HttpTotals = {
+    requests: 0,
+    errors4xx: 0,
+    errors5xx: 0,
+    durationSum: 0,
+    buckets: new Array(BUCKETS.length).fill(0),
+  };
   private readonly counters = new Map<string, number>();
   private readonly hist = new Map<string, { buckets: number[]; sum: number; count: number }>();
   private readonly gauges = new Map<string, () => number>();
@@ -218,5 +238,12 @@ export function installMetrics(app: FastifyInstance, metrics: Metrics, service: 
       { service, route },
       reply.elapsedTime / 1000,
     );
+    const t = metrics.http;
+    const seconds = reply.elapsedTime / 1000;
+    t.requests++;
+    if (reply.statusCode >= 500) t.errors5xx++;
+    else if (reply.statusCode >= 400) t.errors4xx++;
+    t.durationSum += seconds;
+    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) t.buckets[i]!++;
   });
 }
