@@ -170,7 +170,7 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
       await page
         .locator('#health-appliances li', { hasText: 'alpha' })
         .locator('.badge')
-        .innerText(),
+        .textContent(),
       'active',
     );
     await shot('overview');
@@ -189,7 +189,7 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
     await nav('Keys', 'Keys and keyrings');
     const row = page.locator('tr[data-keyring="docs"]');
     await row.waitFor();
-    assert.equal(await row.locator('.manager-version').innerText(), '1');
+    assert.equal(await row.locator('.manager-version').textContent(), '1');
     await row.locator('button[data-action="rotate"]').click();
     // The dialog focuses Cancel (safe default); Shift+Tab reaches the confirm button.
     await page.locator('dialog[open] button:focus', { hasText: 'Cancel' }).waitFor();
@@ -224,7 +224,7 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
     await page.locator('svg.graph g.node[data-id="operator"]').waitFor();
     await page.locator(`svg.graph g.node[data-id="${A.appliance.id}"]`).waitFor();
     await page.locator('#create-token').click();
-    const token = await page.locator('#token-out .token').innerText();
+    const token = (await page.locator('#token-out .token').textContent()) ?? '';
     assert.match(token, /^bf-enroll-/);
     await page.locator(`tr[data-member="${B.id}"] button[data-action="revoke"]`).click();
     await confirm('Revoke');
@@ -247,7 +247,7 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
           (td) => td.textContent === 'appliance.revoke',
         ) && document.querySelectorAll('#audit tbody tr').length === 1,
     );
-    assert.equal(await page.locator('#audit tbody tr td.mono').nth(1).innerText(), B.id);
+    assert.equal(await page.locator('#audit tbody tr td.mono').nth(1).textContent(), B.id);
     await page.locator('input[name="search"]').fill('no-such-thing');
     await page.locator('.empty', { hasText: 'No shown entry matches' }).waitFor();
     await page.locator('input[name="search"]').fill('');
@@ -282,7 +282,7 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
     await nav('Master key', 'Master key');
     await page.locator('#mk-keyring').selectOption('docs');
     await page.locator('#mk-appliance').selectOption(A.appliance.id);
-    const shown = (await page.locator('#mk-fingerprint').innerText()).replaceAll(' ', '');
+    const shown = ((await page.locator('#mk-fingerprint').textContent()) ?? '').replaceAll(' ', '');
     assert.equal(shown, status.importKeyFingerprint, 'the fingerprint the operator compares');
     // Refused until the operator confirms the comparison.
     await page.locator('#mk-generate').click();

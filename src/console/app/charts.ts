@@ -11,7 +11,7 @@ export interface Series {
 }
 
 const W = 600;
-const H = 180;
+const H = 200;
 const PAD = { l: 44, r: 8, t: 10, b: 22 };
 
 function niceMax(v: number): number {
@@ -60,7 +60,6 @@ export function lineChart(o: {
     {
       class: 'chart',
       viewBox: `0 0 ${W} ${H}`,
-      preserveAspectRatio: 'none',
       role: 'img',
       'aria-label': `${o.title}: latest ${latest}`,
     },

@@ -51,6 +51,9 @@ export function vouchGraph(members: Member[]): SVGElement {
   });
   const svg = s('svg', {
     class: 'graph',
+    // Natural size (never scaled up); narrower windows scale it down or scroll (CSS).
+    width,
+    height,
     viewBox: `0 0 ${width} ${height}`,
     role: 'img',
     'aria-label': `Vouching graph of ${members.length} members`,
@@ -75,7 +78,7 @@ export function vouchGraph(members: Member[]): SVGElement {
       ),
       s(
         'text',
-        { class: 'edge-label', x: x2 + 4, y: y2 - 8 },
+        { class: 'edge-label', x: x2, y: y2 - 6, 'text-anchor': 'middle' },
         `${m.criterion} · ${fmtTime(m.createdAt).slice(5, 16)}`,
       ),
     );

@@ -172,8 +172,9 @@ export async function master(root: HTMLElement): Promise<() => void> {
         ),
         h(
           'label',
-          { class: 'row' },
-          h('span', {}, compared, " I compared the fingerprint with the appliance's"),
+          { class: 'check' },
+          compared,
+          "I compared this fingerprint with the appliance's",
         ),
       );
     } catch (e) {
