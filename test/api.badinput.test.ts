@@ -261,4 +261,118 @@ describe('manager API: bad input is refused with a stable code', () => {
       assert.equal(r.body.error?.code, code, `${method} ${path}`);
     }
   });
+
+  test('console routes: bad input and wrong callers change nothing', async () => {
+    const op = { token: m.operatorToken };
+    const { createPrivateKey, sign } = await import('node:crypto');
+    const { importKeyStatement } = await import('../src/core/imports.ts');
+    const ik = new Uint8Array(32).fill(9);
+    const sig = (data: Uint8Array, keyPem = a.state.identityKeyPem) =>
+      toB64u(
+        new Uint8Array(
+          sign('sha256', data, { key: createPrivateKey(keyPem), dsaEncoding: 'ieee-p1363' }),
+        ),
+      );
+    const good = JSON.stringify({
+      publicKey: toB64u(ik),
+      signature: sig(importKeyStatement(a.id, ik)),
+    });
+    const cases: [string, string, string | undefined, Record<string, string>, number, string][] = [
+      ['GET', '/v1/metrics/history', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+      ['GET', '/v1/metrics/history?since=abc', undefined, op, 400, 'ERR_INVALID_ARGUMENT'],
+      ['GET', '/v1/appliances/presence', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+      ['PUT', '/v1/import-key', good, {}, 401, 'ERR_UNAUTHENTICATED'],
+      // Signed for another appliance id, or by another key: refused.
+      [
+        'PUT',
+        '/v1/import-key',
+        JSON.stringify({ publicKey: toB64u(ik), signature: sig(importKeyStatement(b.id, ik)) }),
+        asA(),
+        401,
+        'ERR_UNAUTHENTICATED',
+      ],
+      [
+        'PUT',
+        '/v1/import-key',
+        JSON.stringify({
+          publicKey: toB64u(ik),
+          signature: sig(importKeyStatement(a.id, ik), generateIdentity().keyPem),
+        }),
+        asA(),
+        401,
+        'ERR_UNAUTHENTICATED',
+      ],
+      [
+        'PUT',
+        '/v1/import-key',
+        JSON.stringify({ publicKey: toB64u(ik.subarray(1)), signature: 'AA' }),
+        asA(),
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
+      ['GET', `/v1/appliances/${a.id}/import-key`, undefined, op, 404, 'ERR_NOT_FOUND'],
+      [
+        'POST',
+        '/v1/keyrings/default/imports/prepare',
+        JSON.stringify({ applianceId: a.id, expected: 1 }),
+        op,
+        404,
+        'ERR_NOT_FOUND',
+      ],
+      [
+        'POST',
+        '/v1/keyrings/default/imports/prepare',
+        JSON.stringify({ applianceId: 'a', expected: 1 }),
+        op,
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
+      [
+        'POST',
+        '/v1/keyrings/default/imports',
+        JSON.stringify({
+          applianceId: a.id,
+          masterVersion: 1,
+          managerVersion: 1,
+          sealed: 'a+b/c=',
+        }),
+        op,
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
+      ['GET', '/v1/imports/pending', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+      ['POST', '/v1/imports/im-000000000000000000000000/result', '{}', asA(), 404, 'ERR_NOT_FOUND'],
+      [
+        'POST',
+        '/v1/imports/im-000000000000000000000000/result',
+        JSON.stringify({ code: 'ERR_MADE_UP' }),
+        asA(),
+        400,
+        'ERR_INVALID_ARGUMENT',
+      ],
+      ['GET', '/v1/imports', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+    ];
+    for (const [method, path, body, who, status, code] of cases) {
+      const r = await raw(m, method, path, body, who);
+      assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.code, code, `${method} ${path}`);
+    }
+    // Now a correctly signed key: published; a stale prepare claims nothing.
+    let r = await raw(m, 'PUT', '/v1/import-key', good, asA());
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    r = await raw(m, 'GET', `/v1/appliances/${a.id}/import-key`, undefined, op);
+    assert.equal(r.body.publicKey, toB64u(ik));
+    r = await raw(
+      m,
+      'POST',
+      '/v1/keyrings/default/imports/prepare',
+      JSON.stringify({ applianceId: a.id, expected: 0 }),
+      op,
+    );
+    assert.equal(r.body.error?.code, 'ERR_CONFLICT');
+    r = await raw(m, 'GET', '/v1/keyrings/default', undefined, op);
+    assert.equal(r.body.masterVersion, 1);
+    r = await raw(m, 'GET', '/v1/imports', undefined, op);
+    assert.deepEqual(r.body.imports, []);
+  });
 });
