@@ -13,7 +13,7 @@
  * and its refusals (foreign appliance, wrong versions, tampered blob).
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -26,9 +26,12 @@ import { chromiumUnavailable, launchChromium } from './helpers/browser.ts';
 import {
   cleanup,
   createKeyring,
+  encodingsOf,
+  hasBytes,
   type ManagerProcess,
   newAppliance,
   newRootKey,
+  scanProcessMemory,
   startManagerProcess,
   tmpDir,
 } from './helpers/deploy.ts';
@@ -323,6 +326,18 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
         assert.equal(hay.indexOf(n), -1, `key bytes in a request to ${r.url}`);
     }
 
+    // ... nor the manager's memory, database or state files (T1 for the console path).
+    assert.equal(await scanProcessMemory(m.proc.pid!, encodingsOf(key)), 0, 'manager memory');
+    for (const f of ['blindfold.db', 'blindfold.db-wal']) {
+      const bytes = await readFile(join(home, f)).catch(() => new Uint8Array(0));
+      for (const n of encodingsOf(key)) assert.ok(!hasBytes(bytes, n), `${f} holds key bytes`);
+    }
+    assert.ok(
+      (await m.op.request<{ imports: { status: string }[] }>('GET', '/v1/imports')).imports.every(
+        (i) => i.status === 'done',
+      ),
+    );
+
     // 2. The appliance holds the new master version and encrypts and decrypts with it.
     const now = A.appliance.latestVersions('docs');
     assert.equal(now.masterVersion, before.masterVersion + 1);
@@ -482,6 +497,37 @@ describe('console master-key import through the API (no browser)', () => {
       } finally {
         await run.close();
       }
+      // An import for an appliance that is then revoked: it fails and its blob is dropped.
+      const id = run.appliance.id;
+      const ik = await m.op.request<{ publicKey: string }>(
+        'GET',
+        `/v1/appliances/${id}/import-key`,
+      );
+      const t2 = await m.op.request<Parameters<typeof concealForImport>[1]>(
+        'POST',
+        `/v1/keyrings/${ring}/imports/prepare`,
+        { applianceId: id, expected: 1 },
+      );
+      const c2 = concealForImport(new Uint8Array(32).fill(8), t2, fromB64u(ik.publicKey));
+      const pending = await m.op.request<{ id: string; status: string }>(
+        'POST',
+        `/v1/keyrings/${ring}/imports`,
+        {
+          applianceId: id,
+          masterVersion: t2.masterVersion,
+          managerVersion: t2.managerVersion,
+          sealed: toB64u(c2.sealed),
+          ...(c2.r ? { r: toB64u(c2.r) } : {}),
+        },
+      );
+      assert.equal(pending.status, 'pending');
+      await m.op.request('POST', `/v1/appliances/${id}/revoke`, {});
+      const l = await m.op.request<{ imports: { id: string; status: string; code: string }[] }>(
+        'GET',
+        '/v1/imports',
+      );
+      const it = l.imports.find((x) => x.id === pending.id)!;
+      assert.deepEqual([it.status, it.code], ['failed', 'ERR_REVOKED']);
     });
   }
 });

@@ -226,6 +226,15 @@ export class ImportService {
     }));
   }
 
+  /** After a revocation: its pending imports fail and their sealed blobs go (SPEC.md §5.9). */
+  async onRevoked(applianceId: string) {
+    for (const r of await this.d.store.listImports({ applianceId, status: 'pending' })) {
+      await this.d.store.finishImport(r.id, 'failed', 'ERR_REVOKED', this.d.now()).catch(() => {
+        /* finished meanwhile */
+      });
+    }
+  }
+
   /** The appliance reports back; the sealed blob is dropped either way. */
   async finish(applianceId: string, id: string, code: string | null) {
     const rec = await this.d.store.getImport(id);

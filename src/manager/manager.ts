@@ -511,6 +511,7 @@ export class Manager {
     this.appliances.set(id, { ...rec, status: 'revoked', revokedAt: now });
     this.dropApplianceKeys(id);
     await this.cluster.onRevoked(actor, id);
+    await this.imports.onRevoked(id);
     await this.d.audit.record({ actor, action: 'appliance.revoke', item: id });
   }
 

@@ -72,6 +72,8 @@ function parseKey(text: string): Uint8Array {
   throw new Error('enter exactly 32 bytes: 64 hex digits or 43 base64url characters');
 }
 
+const label = (k: Keyring) => `${k.name} (${k.mode}, ${k.scheme}, master v${k.masterVersion})`;
+
 export async function master(root: HTMLElement): Promise<() => void> {
   let stopped = false;
   const [rings, members] = await Promise.all([
@@ -103,13 +105,7 @@ export async function master(root: HTMLElement): Promise<() => void> {
   const keyring = h(
     'select',
     { id: 'mk-keyring', name: 'keyring' },
-    ...rings.map((k) =>
-      h(
-        'option',
-        { value: k.name },
-        `${k.name} (${k.mode}, ${k.scheme}, master v${k.masterVersion})`,
-      ),
-    ),
+    ...rings.map((k) => h('option', { value: k.name }, label(k))),
   );
   const appliance = h(
     'select',
@@ -201,6 +197,12 @@ export async function master(root: HTMLElement): Promise<() => void> {
       const { imports } = await api<{ imports: ImportView[] }>('GET', '/v1/imports');
       const it = imports.find((x) => x.id === id);
       if (it && it.status !== 'pending') {
+        // The keyring list shows master versions: bring it up to date.
+        const fresh = await api<{ keyrings: Keyring[] }>('GET', '/v1/keyrings');
+        for (const k of fresh.keyrings) {
+          const opt = keyring.querySelector(`option[value="${CSS.escape(k.name)}"]`);
+          if (opt) opt.textContent = label(k);
+        }
         clear(
           out,
           it.status === 'done'
