@@ -217,6 +217,25 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
     await page.locator('tr[data-keyring="docs"] .badge', { hasText: 'enabled' }).waitFor();
     await row.locator('button[data-action="details"]').click();
     await page.locator('ol.history li', { hasText: 'keyring.rotate v2' }).waitFor();
+    // Schedule deletion (7 days, the minimum), then cancel it.
+    const t0 = Date.now();
+    await row.locator('button[data-action="schedule-deletion"]').click();
+    await page.locator('dialog[open] input[name="pendingDays"]').fill('7');
+    await confirm('Schedule deletion');
+    await page.locator('tr[data-keyring="docs"] button[data-action="cancel-deletion"]').waitFor();
+    const scheduled = await m.op.request<{ deletionAt: number | null }>('GET', '/v1/keyrings/docs');
+    const day = 86_400_000;
+    assert.ok(
+      scheduled.deletionAt! >= t0 + 7 * day && scheduled.deletionAt! <= Date.now() + 7 * day,
+    );
+    await shot('keys-deletion');
+    await page.locator('tr[data-keyring="docs"] button[data-action="cancel-deletion"]').click();
+    await confirm('Cancel deletion');
+    await page.locator('tr[data-keyring="docs"] button[data-action="schedule-deletion"]').waitFor();
+    assert.equal(
+      (await m.op.request<{ deletionAt: number | null }>('GET', '/v1/keyrings/docs')).deletionAt,
+      null,
+    );
     await shot('keys');
     // The appliance follows the manager-key rotation (as `blindfold keys rotate` does).
     await A.appliance.followManagerRotation('docs');

@@ -12,8 +12,9 @@ const HISTORY_ACTIONS = [
   'keyring.master-rotate',
   'keyring.enable',
   'keyring.disable',
-  'keyring.deletion-schedule',
-  'keyring.deletion-cancel',
+  'keyring.schedule-deletion',
+  'keyring.cancel-deletion',
+  'keyring.destroy',
   'master.import',
 ];
 
@@ -227,6 +228,10 @@ export async function keys(root: HTMLElement): Promise<() => void> {
           }
         }
       });
+      // A destroyed keyring (SPEC.md §7.4) keeps its row; nothing can be done with it any more.
+      if (k.status === 'deleted') {
+        for (const b of [rotate, toggle, deletion]) b.disabled = true;
+      }
       return [
         h(
           'tr',
