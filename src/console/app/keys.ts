@@ -107,8 +107,8 @@ export async function keys(root: HTMLElement): Promise<() => void> {
       const act = async (what: string, f: () => Promise<unknown>) => {
         try {
           await f();
-          toast(`${what}: done`);
-          clear(status, h('div', { class: 'notice' }, `${k.name}: ${what} done.`));
+          toast(`${k.name}: ${what}`);
+          clear(status, h('div', { class: 'notice' }, `${k.name}: ${what}.`));
           await render();
         } catch (e) {
           clear(status, errorBox(e));
@@ -128,7 +128,7 @@ export async function keys(root: HTMLElement): Promise<() => void> {
           confirm: 'Rotate',
         });
         if (ok)
-          await act('rotation', () =>
+          await act('manager key rotated', () =>
             api('POST', `/v1/keyrings/${encodeURIComponent(k.name)}/rotate`),
           );
       });
@@ -154,7 +154,7 @@ export async function keys(root: HTMLElement): Promise<() => void> {
           danger: enabled,
         });
         if (ok) {
-          await act(enabled ? 'disable' : 'enable', () =>
+          await act(enabled ? 'disabled' : 'enabled', () =>
             api('POST', `/v1/keyrings/${encodeURIComponent(k.name)}/status`, {
               status: enabled ? 'disabled' : 'enabled',
             }),
@@ -228,6 +228,11 @@ export async function keys(root: HTMLElement): Promise<() => void> {
           }
         }
       });
+      // Pending deletion refuses rotation (SPEC.md §7.4): say so instead of offering it.
+      if (scheduled) {
+        rotate.disabled = true;
+        rotate.title = 'cancel the scheduled deletion first';
+      }
       // A destroyed keyring (SPEC.md §7.4) keeps its row; nothing can be done with it any more.
       if (k.status === 'deleted') {
         for (const b of [rotate, toggle, deletion]) b.disabled = true;
