@@ -382,6 +382,29 @@ describe('web console', { skip: skip ? `browser tests skipped: ${skip}` : false 
     );
   });
 
+  test('a narrow window: every page fits without sideways scrolling', async () => {
+    await page.setViewportSize({ width: 420, height: 800 });
+    try {
+      for (const [label, heading] of [
+        ['Overview', 'Overview'],
+        ['Keys', 'Keys and keyrings'],
+        ['Cluster', 'Cluster'],
+        ['Audit', 'Audit log'],
+        ['Master key', 'Master key'],
+      ] as const) {
+        await nav(label, heading);
+        await page.waitForLoadState('networkidle');
+        const overflow = await page.evaluate(
+          () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        );
+        assert.ok(overflow <= 1, `${label}: ${overflow}px of sideways overflow at 420 px`);
+      }
+      await shot('master-narrow');
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
   test('no console errors on any page', () => {
     assert.deepEqual(consoleErrors, []);
   });
