@@ -15,7 +15,9 @@ import {
 } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type ChainAnswerJson, encodeEnvelope } from '../blinder/envelope.ts';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
+import { type ChainBlind, chainMode, chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { type DecodedHeader, decodeHeader, type HeaderFields } from '../core/format.ts';
 import { sha256 } from '../core/hash.ts';
@@ -23,6 +25,7 @@ import { getSplitOperator } from '../core/operators.ts';
 import {
   homMode,
   type ItemRef,
+  isChainMode,
   isMode,
   itemContext,
   itemKek,
@@ -53,6 +56,10 @@ export interface Concealment {
   concealed: string;
   /** hom2-opt: seed from which β_A is re-derived, base64url. */
   optSeed?: string;
+  /** hom3/homN: the manager's key-statement signature (shown to new blinders at setup). */
+  signature?: string;
+  /** hom3/homN: the blinders whose R_j this concealment carries (SPEC.md §5.4). */
+  blinders?: string[];
   /**
    * Set while a cluster transfer that brought this concealment is not yet acknowledged by the
    * manager (SPEC.md §5.7): such a concealment is never used, and is dropped or confirmed at the
@@ -270,9 +277,22 @@ class KekCache {
   }
 }
 
+/** A keyring's blinder chain as the manager publishes it (SPEC.md §5.4). */
+export interface ChainInfo {
+  keyring: string;
+  mode: string;
+  scheme: string;
+  blinders: { id: string; url: string; fingerprint: string }[];
+}
+
+/** How long a keyring's chain is reused before it is read again from the manager. */
+const CHAIN_TTL_MS = 5000;
+
 export class Appliance {
   readonly client: JsonClient;
   state: ApplianceState;
+  private readonly chains = new Map<string, { at: number; chain: ChainInfo }>();
+  private readonly blinderClients = new Map<string, JsonClient>();
   private readonly dir: string;
   private readonly cache?: KekCache;
   private readonly decoded = new Map<
@@ -297,6 +317,7 @@ export class Appliance {
   close(): void {
     this.cache?.clear();
     this.client.close();
+    for (const c of this.blinderClients.values()) c.close();
   }
 
   /** The data directory holding appliance.json. */
@@ -380,6 +401,12 @@ export class Appliance {
     const info = await this.client.request<KeyringInfo>('GET', `/v1/keyrings/${keyring}/current`);
     const { ks, c } = this.concealment(keyring);
     if (c.managerVersion >= info.managerVersion) return c.managerVersion;
+    if (isChainMode(ks.mode)) {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        `keyring ${keyring} is in mode ${ks.mode}: re-concealment under a new manager key is not implemented for blinder chains; rotate the master key instead (keys rotate --master)`,
+      );
+    }
     const to = info.managerVersion;
     let next: Concealment;
     if (ks.mode === 'split') {
@@ -523,6 +550,16 @@ export class Appliance {
       };
       if (info.mode === 'hom2-opt')
         c.optSeed = await this.optSetup(keyring, managerVersion, masterVersion, scheme, pk, ct);
+      if (isChainMode(info.mode)) {
+        // hom3/homN setup: Enc(M) never leaves this appliance unblinded; every blinder of the
+        // keyring's chain adds its E_j (SPEC.md §5.4).
+        const chain = await this.chainInfo(keyring, true);
+        c.signature = a.signature;
+        c.blinders = [];
+        const ks: KeyringState = { mode: info.mode, scheme: info.scheme, concealments: [] };
+        const concealed = await this.chainSetup(keyring, ks, c, pk, ct, chain.blinders);
+        c.concealed = toB64u(scheme.encodeCiphertext(pk, concealed));
+      }
       return c;
     } finally {
       zeroize(seed);
@@ -590,6 +627,7 @@ export class Appliance {
       entropy: toB64u(entropy),
     };
     if (opts.ttlSeconds) body.ttlSeconds = opts.ttlSeconds;
+    if (isChainMode(ks.mode)) return this.chainNewItem(keyring, ks, c, body, entropy);
     const prepared = this.prepare(ks, c);
     if (prepared.blinded) body.blinded = prepared.blinded;
     const out = await this.client.request<{
@@ -644,6 +682,19 @@ export class Appliance {
       : '';
     const hit = this.cache?.get(cacheKey);
     if (hit) return hit;
+    if (isChainMode(ks.mode)) {
+      const ref: ItemRef = {
+        keyring: f.keyring,
+        itemId: f.itemId,
+        masterVersion: f.masterVersion,
+        managerVersion: f.managerKeyVersion,
+        entropy: f.itemData,
+      };
+      const out = await this.chainRequest('recover', ks, c, ref, f.ticket, 0);
+      const kek = this.chainFinish(ks, c, out.prepared, fromB64u(out.answer.answer, 'answer'), ref);
+      this.cache?.set(cacheKey, kek);
+      return kek;
+    }
     const prepared = this.prepare(ks, c);
     const body: Record<string, unknown> = {
       keyring: f.keyring,
@@ -666,6 +717,241 @@ export class Appliance {
     };
     const kek = this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
     this.cache?.set(cacheKey, kek);
+    return kek;
+  }
+
+  // -- hom3 / homN (SPEC.md §5.4) ----------------------------------------------------------------
+
+  /** The keyring's chain, from the manager (cached for a few seconds). */
+  async chainInfo(keyring: string, fresh = false): Promise<ChainInfo> {
+    const hit = this.chains.get(keyring);
+    if (!fresh && hit && Date.now() - hit.at < CHAIN_TTL_MS) return hit.chain;
+    const chain = await this.client.request<ChainInfo>('GET', `/v1/keyrings/${keyring}/chain`);
+    this.chains.set(keyring, { at: Date.now(), chain });
+    return chain;
+  }
+
+  private blinderClient(b: { url: string; fingerprint: string; id: string }): JsonClient {
+    if (!b.url) {
+      throw new BlindfoldError(
+        'ERR_UNAVAILABLE',
+        `blinder ${b.id} has not announced its URL to the manager: is it running?`,
+      );
+    }
+    const key = `${b.url}|${b.fingerprint}`;
+    let c = this.blinderClients.get(key);
+    if (!c) {
+      c = createJsonClient({
+        baseUrl: b.url,
+        caPem: this.state.caPem,
+        certPem: this.state.certificatePem,
+        keyPem: this.state.identityKeyPem,
+        pinFingerprint: b.fingerprint,
+        retries: 0,
+      });
+      this.blinderClients.set(key, c);
+    }
+    return c;
+  }
+
+  /**
+   * Runs a concealment through blinders: Enc(M ⊕ R_old) is blinded with a fresh T, each blinder
+   * adds its E_j, T is removed. Returns Enc(M ⊕ R_old ⊕ R_new) and records the blinders in `c`.
+   */
+  private async chainSetup(
+    keyring: string,
+    ks: KeyringState,
+    c: Concealment,
+    pk: unknown,
+    concealed: unknown,
+    blinders: ChainInfo['blinders'],
+  ): Promise<unknown> {
+    const scheme = getScheme(ks.scheme);
+    const { ciphertext, t } = chainMode.setupRequest(scheme, pk, concealed);
+    let cur: unknown = ciphertext;
+    for (const b of blinders) {
+      const out = await this.blinderClient(b)
+        .request<{ ciphertext: string }>('POST', '/v1/chain/setup', {
+          keyring,
+          managerVersion: c.managerVersion,
+          masterVersion: c.masterVersion,
+          mode: ks.mode,
+          scheme: ks.scheme,
+          publicKey: c.publicKey,
+          signature: c.signature,
+          ciphertext: toB64u(scheme.encodeCiphertext(pk, cur)),
+        })
+        .catch((e: unknown) => {
+          throw this.hopError(b, e);
+        });
+      cur = scheme.decodeCiphertext(pk, fromB64u(out.ciphertext, 'ciphertext'));
+      c.blinders = [...(c.blinders ?? []), b.id];
+    }
+    const done = chainMode.setupFinish(scheme, pk, cur, t);
+    if (t instanceof Uint8Array) zeroize(t);
+    return done;
+  }
+
+  private hopError(b: { id: string; url: string }, e: unknown): BlindfoldError {
+    if (e instanceof BlindfoldError && e.code === 'ERR_UNAVAILABLE') {
+      this.chains.clear(); // it may have moved: read the chain again next time
+      return new BlindfoldError(
+        'ERR_UNAVAILABLE',
+        `blinder ${b.id} (${b.url}) is unavailable: ${e.message}`,
+        { cause: e },
+      );
+    }
+    return e instanceof BlindfoldError
+      ? e
+      : new BlindfoldError('ERR_INTERNAL', 'blinder request failed', { cause: e });
+  }
+
+  /**
+   * Before a request: a blinder added to the keyring's chain since this concealment was made gets
+   * its E_j now (the concealment is re-run through it alone, SPEC.md §5.4); no data changes.
+   */
+  private async followChain(keyring: string, ks: KeyringState, c: Concealment): Promise<ChainInfo> {
+    const chain = await this.chainInfo(keyring);
+    const have = new Set(c.blinders ?? []);
+    const gone = [...have].filter((id) => !chain.blinders.some((b) => b.id === id));
+    if (gone.length > 0) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `blinders ${gone.join(', ')} left the chain of ${keyring}; removing a blinder is not implemented (SPEC.md §5.4)`,
+      );
+    }
+    const missing = chain.blinders.filter((b) => !have.has(b.id));
+    if (missing.length === 0) return chain;
+    const scheme = getScheme(ks.scheme);
+    const d = this.decodedFor(ks, c);
+    const next: Concealment = { ...c, blinders: [...(c.blinders ?? [])] };
+    const concealed = await this.chainSetup(keyring, ks, next, d.pk, d.concealed, missing);
+    next.concealed = toB64u(scheme.encodeCiphertext(d.pk, concealed));
+    const list = ks.concealments.map((x) => (x === c ? next : x));
+    const nks = { ...ks, concealments: list };
+    this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: nks } };
+    await saveState(this.dir, this.state);
+    Object.assign(c, next);
+    return chain;
+  }
+
+  /** Sends one signed request into the chain (first blinder) and returns the manager's answer. */
+  private async chainRequest(
+    op: 'create' | 'recover',
+    ks: KeyringState,
+    c: Concealment,
+    ref: ItemRef,
+    ticket: Uint8Array,
+    ttlSeconds: number,
+  ): Promise<{ answer: ChainAnswerJson; prepared: ChainBlind }> {
+    const chain = await this.followChain(ref.keyring, ks, c);
+    const scheme = getScheme(ks.scheme);
+    const d = this.decodedFor(ks, c);
+    const { ciphertext, aux, blind } = chainMode.request(scheme, d.pk, d.concealed);
+    const fields = {
+      op,
+      applianceId: this.id,
+      keyring: ref.keyring,
+      itemId: ref.itemId,
+      masterVersion: ref.masterVersion,
+      managerVersion: ref.managerVersion,
+      entropy: ref.entropy,
+      ticket,
+      ttlSeconds,
+      aux: aux ?? new Uint8Array(0),
+      issuedAt: Date.now(),
+      nonce: new Uint8Array(randomBytes(16)),
+    };
+    const signature = new Uint8Array(
+      signData('sha256', chainRequestStatement(fields), {
+        key: this.identityKey(),
+        dsaEncoding: 'der',
+      }),
+    );
+    const first = chain.blinders[0]!;
+    try {
+      const answer = await this.blinderClient(first).request<ChainAnswerJson>(
+        'POST',
+        '/v1/chain/forward',
+        encodeEnvelope({
+          ...fields,
+          signature,
+          ciphertext: scheme.encodeCiphertext(d.pk, ciphertext),
+        }),
+      );
+      if (typeof answer?.answer !== 'string') {
+        throw new BlindfoldError(
+          'ERR_UNAVAILABLE',
+          'the chain answered something that is not an answer',
+        );
+      }
+      return { answer, prepared: blind };
+    } catch (e) {
+      chainMode.wipe(scheme, blind);
+      throw this.hopError(first, e);
+    }
+  }
+
+  private identityKeyObject?: ReturnType<typeof createPrivateKey>;
+  private identityKey() {
+    this.identityKeyObject ??= createPrivateKey(this.state.identityKeyPem);
+    return this.identityKeyObject;
+  }
+
+  private async chainNewItem(
+    keyring: string,
+    ks: KeyringState,
+    c: Concealment,
+    body: Record<string, unknown>,
+    entropy: Uint8Array,
+  ): Promise<NewItem> {
+    const ref: ItemRef = {
+      keyring,
+      itemId: fromB64u(body.itemId as string, 'itemId'),
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      entropy,
+    };
+    const ttl = typeof body.ttlSeconds === 'number' ? body.ttlSeconds : 0;
+    const out = await this.chainRequest('create', ks, c, ref, new Uint8Array(0), ttl);
+    if (out.answer.itemId !== body.itemId || typeof out.answer.ticket !== 'string') {
+      chainMode.wipe(getScheme(ks.scheme), out.prepared);
+      throw new BlindfoldError('ERR_UNAVAILABLE', 'the chain answered a creation for another item');
+    }
+    const kek = this.chainFinish(ks, c, out.prepared, fromB64u(out.answer.answer, 'answer'), ref);
+    return {
+      fields: {
+        scheme: this.schemeCode(ks),
+        mode: MODE_CODES[ks.mode],
+        keyring,
+        masterVersion: c.masterVersion,
+        managerKeyVersion: c.managerVersion,
+        itemId: ref.itemId,
+        itemData: entropy,
+        ticket: fromB64u(out.answer.ticket, 'ticket'),
+      },
+      kek,
+    };
+  }
+
+  private chainFinish(
+    ks: KeyringState,
+    c: Concealment,
+    blind: ChainBlind,
+    answer: Uint8Array,
+    ref: ItemRef,
+  ): Uint8Array {
+    const scheme = getScheme(ks.scheme);
+    const d = this.decodedFor(ks, c);
+    let secret: Uint8Array;
+    try {
+      secret = chainMode.finish(scheme, d.pk, blind, answer);
+    } finally {
+      chainMode.wipe(scheme, blind);
+    }
+    this.o.onItemSecret?.(ref.keyring, secret);
+    const kek = itemKek(secret, ref);
+    zeroize(secret);
     return kek;
   }
 

@@ -11,8 +11,10 @@
  * appliance chooses the item id, SPEC.md §5.2). Every failure surfaces as a BlindfoldError with a
  * stable code: the server's own code when it answered, ERR_UNAVAILABLE when none did.
  */
+import { createHash, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { BlindfoldError, ERROR_CODES, type ErrorCode } from '../core/errors.ts';
 
 export interface ClientOptions {
@@ -29,6 +31,24 @@ export interface ClientOptions {
   maxSockets?: number;
   /** How long an endpoint that failed is skipped (default 2000 ms). */
   downMs?: number;
+  /**
+   * The server's identity fingerprint (hex SHA-256 of its SPKI), checked on top of the CA: a
+   * blinder's successor is pinned to the identity the manager registered (SPEC.md §5.4).
+   */
+  pinFingerprint?: string;
+}
+
+/** Hostname check as usual, then the SPKI fingerprint pin, if any. */
+function pinnedIdentity(pin: string) {
+  return (host: string, cert: PeerCertificate): Error | undefined => {
+    const err = checkServerIdentity(host, cert);
+    if (err) return err;
+    const spki = new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' });
+    const fpr = createHash('sha256').update(spki).digest('hex');
+    return fpr === pin
+      ? undefined
+      : new Error(`the server's identity ${fpr} is not the pinned ${pin}`);
+  };
 }
 
 export interface JsonClient {
@@ -87,6 +107,7 @@ export function createJsonClient(o: ClientOptions): JsonClient {
           ca: o.caPem,
           cert: o.certPem,
           key: o.keyPem,
+          ...(o.pinFingerprint ? { checkServerIdentity: pinnedIdentity(o.pinFingerprint) } : {}),
         })
       : new http.Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 64 });
     return { url, text, agent, isHttps, downUntil: 0 };

@@ -28,6 +28,7 @@ Commands:
   appliance init     enroll an appliance with a manager and conceal (or receive) a master key
   appliance run      run an enrolled appliance's local API (and serve cluster transfers)
   cluster            invite, members, revoke, credentials: the appliance cluster
+  blinder init|run   register and run a blinder (hom3/homN modes, a location of its own)
   encrypt FILE       encrypt a file (or - for stdin) through the local appliance
   decrypt FILE       decrypt a file (or - for stdin); --range START:END for a byte range
   status             show the local deployment
@@ -560,6 +561,11 @@ export async function main(argv: string[]): Promise<number> {
           argv.slice(1),
         );
         return 0;
+      case 'blinder': {
+        const { cmdBlinder } = await import('./blinder.ts');
+        await cmdBlinder(argv.slice(1), home({}));
+        return 0;
+      }
       case 'audit':
         if (sub !== 'verify') usage('main', 'did you mean "blindfold audit verify"?');
         await cmdAuditVerify(rest);

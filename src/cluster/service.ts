@@ -155,6 +155,12 @@ export class ClusterService {
 
   private keyringFor(name: string): KeyringRecord {
     const k = this.m.keyring(name);
+    if (k.mode === 'hom3' || k.mode === 'homN') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        `keyring ${name} is in mode ${k.mode}: moving a master between appliances through a blinder chain is not implemented (SPEC.md §5.4); give the newcomer the key material instead (appliance init --import-key)`,
+      );
+    }
     if (k.mode !== 'split' && !getScheme(k.scheme).transfer) {
       throw new BlindfoldError(
         'ERR_UNSUPPORTED_SCHEME',

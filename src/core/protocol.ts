@@ -20,11 +20,23 @@ import type { Rng } from './random.ts';
 import { systemRng } from './random.ts';
 import type { HomomorphicScheme } from './schemes/scheme.ts';
 
-export const MODES = ['split', 'hom2', 'hom2-opt'] as const;
+export const MODES = ['split', 'hom2', 'hom2-opt', 'hom3', 'homN'] as const;
 export type Mode = (typeof MODES)[number];
 
 /** Mode codes as they appear in file headers (SPEC.md §6.1). */
-export const MODE_CODES: Record<Mode, number> = { split: 1, hom2: 2, 'hom2-opt': 3 };
+export const MODE_CODES: Record<Mode, number> = {
+  split: 1,
+  hom2: 2,
+  'hom2-opt': 3,
+  hom3: 4,
+  homN: 5,
+};
+
+/** The modes whose requests travel through a chain of blinders (SPEC.md §5.4). */
+export type ChainMode = 'hom3' | 'homN';
+export function isChainMode(x: unknown): x is ChainMode {
+  return x === 'hom3' || x === 'homN';
+}
 
 export function isMode(x: unknown): x is Mode {
   return typeof x === 'string' && (MODES as readonly string[]).includes(x);

@@ -27,7 +27,7 @@ export interface AuditLog {
 }
 
 export function createAuditLog(
-  store: Store,
+  store: Pick<Store, 'appendAudit'>,
   opts: { now?: () => number; onError?: (e: unknown) => void; maxBatch?: number } = {},
 ): AuditLog {
   const now = opts.now ?? Date.now;

@@ -8,16 +8,18 @@
  * the request's shape, then the ticket (HMAC, constant time), and only then touch a secret key
  * or do a group operation. `groupOps` counts the latter so that tests can prove it.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createPublicKey, randomBytes, randomUUID, verify as verifySignature } from 'node:crypto';
 import type { AttestationVerifier } from '../cluster/credentials.ts';
 import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../cluster/service.ts';
 import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
+import { chainMode, chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
 import {
   homMode,
   type ItemRef,
+  isChainMode,
   isMode,
   itemContext,
   type Mode,
@@ -28,7 +30,7 @@ import { getScheme } from '../core/schemes/index.ts';
 import type { HomomorphicScheme } from '../core/schemes/scheme.ts';
 import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
 import { nodeGeneratePrime } from '../platform/node-primes.ts';
-import type { ApplianceRecord, KeyringRecord, Store } from '../store/types.ts';
+import type { ApplianceRecord, BlinderRecord, KeyringRecord, Store } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
 import { ImportService } from './imports.ts';
 
@@ -50,6 +52,8 @@ export interface ManagerDeps {
     extra?: { oid: string; value: Uint8Array }[],
   ) => string;
   fingerprintOf: (spkiDer: Uint8Array) => string;
+  /** Issues a blinder's certificate (server and client use) for its identity key (SPEC.md §5.4). */
+  issueBlinderCertificate?: (spkiDer: Uint8Array, blinderId: string, hostnames: string[]) => string;
   now?: () => number;
   /** Vouching criterion (ii) by attestation document (default: refuse all, SPEC.md §5.7). */
   attestation?: AttestationVerifier;
@@ -70,7 +74,35 @@ export interface CreateKeyringInput {
   name: string;
   mode: string;
   scheme?: string;
+  /** hom3 (exactly one) and homN (two or more): blinder ids in request order (SPEC.md §5.4). */
+  blinders?: string[];
 }
+
+/** A request relayed by the last blinder of a chain (SPEC.md §5.4). */
+export interface ChainEnvelope {
+  op: 'create' | 'recover';
+  applianceId: string;
+  keyring: string;
+  /** Empty for a creation without an appliance-chosen id. */
+  itemId: Uint8Array;
+  masterVersion: number;
+  managerVersion: number;
+  entropy: Uint8Array;
+  /** Empty for a creation. */
+  ticket: Uint8Array;
+  ttlSeconds: number;
+  /** ec-elgamal: W = σ·T; empty otherwise. */
+  aux: Uint8Array;
+  issuedAt: number;
+  nonce: Uint8Array;
+  signature: Uint8Array;
+  /** The ciphertext as the last blinder forwards it. */
+  ciphertext: Uint8Array;
+}
+
+/** How long a signed chain request stays acceptable, either way of the manager's clock. */
+export const CHAIN_REQUEST_WINDOW_MS = 120_000;
+export const MAX_CHAIN_BLINDERS = 16;
 
 export interface RecoverInput {
   keyring: string;
@@ -102,7 +134,7 @@ interface KeyringKeys {
 export type ApplianceKey =
   | { mode: 'split'; op: SplitOperator; r: Uint8Array }
   | {
-      mode: 'hom2' | 'hom2-opt';
+      mode: 'hom2' | 'hom2-opt' | 'hom3' | 'homN';
       scheme: HomomorphicScheme;
       pk: unknown;
       sk: unknown;
@@ -114,6 +146,8 @@ const DEFAULT_SCHEME: Record<Mode, string> = {
   split: 'xor',
   hom2: 'ec-elgamal',
   'hom2-opt': 'ec-elgamal',
+  hom3: 'ec-elgamal',
+  homN: 'ec-elgamal',
 };
 
 /** Binding of a ticket to every field of the item reference (SPEC.md §4.4). */
@@ -156,6 +190,11 @@ export class Manager {
   private readonly byFingerprint = new Map<string, string>();
   private readonly keyringKeys = new Map<string, KeyringKeys>();
   private readonly applianceKeys = new Map<string, ApplianceKey>();
+  private readonly blinders = new Map<string, BlinderRecord>();
+  private readonly blinderByFingerprint = new Map<string, string>();
+  private readonly chains = new Map<string, string[]>();
+  /** Nonces of signed chain requests seen within the window (replay refusal, SPEC.md §5.4). */
+  private readonly seenNonces = new Map<string, number>();
   private readonly now: () => number;
 
   /** Vouching, membership and re-concealment transfers (SPEC.md §5.7). */
@@ -189,6 +228,7 @@ export class Manager {
     for (const k of await deps.store.listKeyrings()) m.keyrings.set(k.name, k);
     for (const a of await deps.store.listAppliances()) m.remember(a);
     await m.destroyDueKeyrings();
+    await m.refreshChains();
     // Prove now, not at the first request, that the root key opens what is stored.
     for (const k of m.keyrings.values()) {
       if (k.status !== 'deleted') await m.keysFor(k.name, k.managerVersion);
@@ -213,6 +253,19 @@ export class Manager {
       if (a.status === 'revoked' && before?.status !== 'revoked') this.dropApplianceKeys(a.id);
     }
     await this.destroyDueKeyrings();
+    await this.refreshChains();
+  }
+
+  private async refreshChains(): Promise<void> {
+    for (const b of await this.d.store.listBlinders()) {
+      this.blinders.set(b.id, b);
+      this.blinderByFingerprint.set(b.identityFingerprint, b.id);
+    }
+    for (const k of this.keyrings.values()) {
+      if (!isChainMode(k.mode)) continue;
+      const chain = await this.d.store.getKeyringChain(k.name);
+      if (chain) this.chains.set(k.name, chain);
+    }
   }
 
   private remember(a: ApplianceRecord): void {
@@ -236,12 +289,13 @@ export class Manager {
     if (!isMode(input.mode)) {
       throw new BlindfoldError(
         'ERR_UNSUPPORTED_SCHEME',
-        `unknown mode "${input.mode}": use split, hom2 or hom2-opt`,
+        `unknown mode "${input.mode}": use split, hom2, hom2-opt, hom3 or homN`,
       );
     }
     const scheme = input.scheme ?? DEFAULT_SCHEME[input.mode];
     if (input.mode === 'split') getSplitOperator(scheme);
     else getScheme(scheme);
+    const chain = this.checkChain(input.mode, input.blinders);
     const now = this.now();
     const rec: KeyringRecord = {
       name: input.name,
@@ -256,6 +310,14 @@ export class Manager {
       deletionAt: null,
     };
     await this.ensureKeyringKeys(input.name, 1);
+    if (chain) {
+      // Written before the keyring: a keyring in a chain mode never exists without its chain (a
+      // chain left behind by a failed creation is harmless and overwritten by the next one).
+      if (this.keyrings.has(input.name)) {
+        throw new BlindfoldError('ERR_CONFLICT', `a keyring named ${input.name} already exists`);
+      }
+      await this.d.store.setKeyringChain(input.name, chain, now);
+    }
     try {
       await this.d.store.insertKeyring(rec);
     } catch (e) {
@@ -265,6 +327,7 @@ export class Manager {
       throw e;
     }
     this.keyrings.set(rec.name, rec);
+    if (chain) this.chains.set(rec.name, chain);
     await this.d.audit.record({
       actor,
       action: 'keyring.create',
@@ -468,6 +531,221 @@ export class Manager {
     }
     this.checkNotPendingDeletion(live);
     return live;
+  }
+
+  // -- blinders and chains (SPEC.md §5.4) ------------------------------------------------------
+
+  private checkChain(mode: string, blinders: string[] | undefined): string[] | undefined {
+    if (!isChainMode(mode)) {
+      if (blinders !== undefined) throw bad(`mode ${mode} takes no blinders`);
+      return undefined;
+    }
+    const list = blinders ?? [];
+    if (mode === 'hom3' && list.length !== 1) {
+      throw bad('a hom3 keyring has exactly one blinder (use homN for more)');
+    }
+    if (mode === 'homN' && (list.length < 2 || list.length > MAX_CHAIN_BLINDERS)) {
+      throw bad(`a homN keyring has 2 to ${MAX_CHAIN_BLINDERS} blinders (use hom3 for one)`);
+    }
+    if (new Set(list).size !== list.length) throw bad('a blinder appears twice in the chain');
+    for (const id of list) {
+      if (!this.blinders.has(id)) {
+        throw new BlindfoldError('ERR_NOT_FOUND', `no blinder ${id}: register it first`);
+      }
+    }
+    return [...list];
+  }
+
+  /** The operator registers a blinder's identity key; the manager CA certifies it. */
+  async registerBlinder(
+    actor: string,
+    input: { name: string; publicKey: Uint8Array; hostnames?: string[] },
+  ): Promise<{ blinderId: string; certificatePem: string }> {
+    if (!this.d.issueBlinderCertificate) {
+      throw new BlindfoldError('ERR_UNAVAILABLE', 'this manager cannot certify blinders');
+    }
+    let fpr: string;
+    try {
+      fpr = this.d.fingerprintOf(input.publicKey);
+    } catch (cause) {
+      throw new BlindfoldError('ERR_PARAMS', 'publicKey is not an ECDSA P-256 SPKI', { cause });
+    }
+    if (this.byFingerprint.has(fpr) || this.blinderByFingerprint.has(fpr)) {
+      throw new BlindfoldError('ERR_CONFLICT', 'this identity key is already registered');
+    }
+    const blinderId = `bl-${fpr.slice(0, 16)}`;
+    const certificatePem = this.d.issueBlinderCertificate(
+      input.publicKey,
+      blinderId,
+      input.hostnames ?? [],
+    );
+    const now = this.now();
+    const rec: BlinderRecord = {
+      id: blinderId,
+      name: input.name,
+      identityFingerprint: fpr,
+      certificatePem,
+      url: '',
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.d.store.insertBlinder(rec);
+    this.blinders.set(rec.id, rec);
+    this.blinderByFingerprint.set(fpr, rec.id);
+    await this.d.audit.record({ actor, action: 'blinder.register', item: blinderId });
+    return { blinderId, certificatePem };
+  }
+
+  listBlinders(): BlinderRecord[] {
+    return [...this.blinders.values()];
+  }
+
+  /** Resolves an authenticated peer to a registered blinder (re-reading the store if unknown). */
+  async blinderByPeer(fpr: string): Promise<BlinderRecord | undefined> {
+    let id = this.blinderByFingerprint.get(fpr);
+    if (id === undefined) {
+      await this.refreshChains();
+      id = this.blinderByFingerprint.get(fpr);
+    }
+    return id === undefined ? undefined : this.blinders.get(id);
+  }
+
+  /** A blinder announces where it listens (at every start: its port may change). */
+  async announceBlinder(blinderId: string, url: string): Promise<void> {
+    const now = this.now();
+    await this.d.store.setBlinderUrl(blinderId, url, now);
+    const b = this.blinders.get(blinderId);
+    if (b) this.blinders.set(blinderId, { ...b, url, updatedAt: now });
+    await this.d.audit.record({ actor: blinderId, action: 'blinder.announce', item: blinderId });
+  }
+
+  /** Appends a blinder to a homN keyring's chain; appliances then re-conceal through it. */
+  async addKeyringBlinder(actor: string, keyring: string, blinderId: string) {
+    const k = this.keyring(keyring);
+    if (k.mode !== 'homN') {
+      throw bad(`only homN keyrings take more blinders (${keyring} is ${k.mode})`);
+    }
+    const chain = [...(this.chains.get(keyring) ?? []), blinderId];
+    this.checkChain('homN', chain);
+    await this.d.store.setKeyringChain(keyring, chain, this.now());
+    this.chains.set(keyring, chain);
+    await this.d.audit.record({ actor, action: 'keyring.add-blinder', keyring, item: blinderId });
+    return this.chainOf(keyring);
+  }
+
+  /** The ordered chain of a hom3/homN keyring with each blinder's URL and identity. */
+  async chainOf(keyring: string) {
+    const k = await this.keyringFresh(keyring);
+    if (!isChainMode(k.mode)) throw bad(`keyring ${keyring} is in mode ${k.mode}, not hom3/homN`);
+    let ids = this.chains.get(keyring);
+    const known = () => (ids ?? []).every((id) => this.blinders.get(id)?.url);
+    if (!ids || !known()) {
+      await this.refreshChains();
+      ids = this.chains.get(keyring);
+    }
+    if (!ids) throw new BlindfoldError('ERR_INTERNAL', `keyring ${keyring} has no chain`);
+    return {
+      keyring,
+      mode: k.mode,
+      scheme: k.scheme,
+      blinders: ids.map((id) => {
+        const b = this.blinders.get(id)!;
+        return { id, url: b.url, fingerprint: b.identityFingerprint };
+      }),
+    };
+  }
+
+  /**
+   * A request relayed by a chain's last blinder (SPEC.md §5.4): the caller must be that blinder;
+   * the appliance's signature must verify under its enrolled identity, be fresh and unseen. Only
+   * then does the request run as the appliance's own, with the relayed ciphertext.
+   */
+  async relay(
+    peerFingerprint: string,
+    e: ChainEnvelope,
+    requestId?: string,
+  ): Promise<{
+    answer: Uint8Array;
+    itemId?: Uint8Array;
+    managerVersion?: number;
+    ticket?: Uint8Array;
+  }> {
+    const b = await this.blinderByPeer(peerFingerprint);
+    if (!b) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'unknown blinder certificate');
+    const k = await this.keyringFresh(e.keyring);
+    const chain = this.chains.get(k.name);
+    if (!isChainMode(k.mode) || !chain || chain[chain.length - 1] !== b.id) {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        `blinder ${b.id} is not the last blinder of keyring ${e.keyring}`,
+      );
+    }
+    const a = this.appliances.get(e.applianceId) ?? (await this.resolveById(e.applianceId));
+    if (!a) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid appliance authorization');
+    const statement = chainRequestStatement(e);
+    let ok = false;
+    try {
+      ok = verifySignature(
+        'sha256',
+        statement,
+        createPublicKey(a.certificatePem),
+        Buffer.from(e.signature),
+      );
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid appliance authorization');
+    const now = this.now();
+    if (Math.abs(now - e.issuedAt) > CHAIN_REQUEST_WINDOW_MS) {
+      throw new BlindfoldError(
+        'ERR_UNAUTHENTICATED',
+        'the appliance authorization is outside the accepted time window: check the clocks',
+      );
+    }
+    const nonceKey = `${e.applianceId}|${toHex(e.nonce)}`;
+    if (this.seenNonces.has(nonceKey)) {
+      throw new BlindfoldError('ERR_CONFLICT', 'this signed request was already used (replay)');
+    }
+    if (this.seenNonces.size > 100_000) {
+      for (const [n, exp] of this.seenNonces) if (exp < now) this.seenNonces.delete(n);
+    }
+    this.seenNonces.set(nonceKey, now + 2 * CHAIN_REQUEST_WINDOW_MS);
+    const via = { aux: e.aux.length > 0 ? e.aux : undefined };
+    if (e.op === 'create') {
+      return this.createItem(
+        e.applianceId,
+        {
+          keyring: e.keyring,
+          itemId: e.itemId.length > 0 ? e.itemId : undefined,
+          masterVersion: e.masterVersion,
+          managerVersion: e.managerVersion,
+          entropy: e.entropy,
+          blinded: e.ciphertext,
+          ttlSeconds: e.ttlSeconds,
+        },
+        via,
+      );
+    }
+    return this.recover(
+      e.applianceId,
+      {
+        keyring: e.keyring,
+        itemId: e.itemId,
+        masterVersion: e.masterVersion,
+        managerVersion: e.managerVersion,
+        entropy: e.entropy,
+        ticket: e.ticket,
+        blinded: e.ciphertext,
+      },
+      requestId,
+      via,
+    );
+  }
+
+  private async resolveById(id: string): Promise<ApplianceRecord | undefined> {
+    const rec = await this.d.store.getAppliance(id);
+    if (rec) this.remember(rec);
+    return rec;
   }
 
   // -- appliances --------------------------------------------------------------------------------
@@ -730,6 +1008,12 @@ export class Manager {
   ): Promise<{ ciphertext?: Uint8Array }> {
     this.trustedAppliance(applianceId);
     const k = await this.keyringFresh(keyringName, { managerVersion: toVersion, masterVersion });
+    if (isChainMode(k.mode)) {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        `keyring ${keyringName} is in mode ${k.mode}: re-concealment under a new manager key is not implemented for blinder chains; rotate the master key instead (SPEC.md §5.4)`,
+      );
+    }
     this.checkManagerVersion(k, fromVersion);
     this.checkManagerVersion(k, toVersion);
     if (toVersion <= fromVersion) throw bad('toVersion must be newer than fromVersion');
@@ -770,7 +1054,7 @@ export class Manager {
 
   // -- sub-process II: a new protected item -------------------------------------------------------
 
-  async createItem(applianceId: string, input: CreateItemInput) {
+  async createItem(applianceId: string, input: CreateItemInput, via?: { aux?: Uint8Array }) {
     this.trustedAppliance(applianceId);
     const k = await this.usableKeyring(
       await this.keyringFresh(input.keyring, {
@@ -801,7 +1085,7 @@ export class Manager {
     };
     const keys = await this.keysFor(k.name, managerVersion);
     const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
-    const answer = this.answer(appKey, keys, ref, input.blinded);
+    const answer = this.answer(appKey, keys, ref, input.blinded, via);
     try {
       await this.d.store.insertItem({
         keyring: k.name,
@@ -845,7 +1129,12 @@ export class Manager {
 
   // -- sub-process III: access to an existing item ------------------------------------------------
 
-  async recover(applianceId: string, input: RecoverInput, requestId?: string) {
+  async recover(
+    applianceId: string,
+    input: RecoverInput,
+    requestId?: string,
+    via?: { aux?: Uint8Array },
+  ) {
     const item = input.itemId.length === 16 ? toHex(input.itemId) : null;
     try {
       this.trustedAppliance(applianceId);
@@ -883,7 +1172,7 @@ export class Manager {
         input.managerVersion,
         input.masterVersion,
       );
-      const answer = this.answer(appKey, keys, ref, input.blinded);
+      const answer = this.answer(appKey, keys, ref, input.blinded, via);
       await this.d.audit.record({
         actor: applianceId,
         action: 'item.recover',
@@ -916,7 +1205,23 @@ export class Manager {
     keys: KeyringKeys,
     ref: ItemRef,
     blinded?: Uint8Array,
+    via?: { aux?: Uint8Array },
   ): Uint8Array {
+    if (key.mode === 'hom3' || key.mode === 'homN') {
+      // Only the keyring's last blinder may bring these requests (checked in relay): a direct
+      // request would skip the blinders and let the appliance read M ⊕ R (SPEC.md §5.4).
+      if (!via) {
+        throw new BlindfoldError(
+          'ERR_FORBIDDEN',
+          `keyring ${ref.keyring} is in mode ${key.mode}: requests go through its blinders (POST /v1/chain/forward at the first blinder)`,
+        );
+      }
+      if (blinded === undefined) throw bad('chain requests need the relayed ciphertext');
+      const ct = key.scheme.decodeCiphertext(key.pk, blinded);
+      this.groupOps++;
+      return chainMode.answer(key.scheme, key.sk, key.pk, ct, via.aux, keys.shareKey, ref);
+    }
+    if (via) throw bad(`mode ${key.mode} takes no relayed requests`);
     if (key.mode === 'split') {
       if (blinded !== undefined) throw bad('split mode takes no blinded value');
       this.groupOps++;
@@ -1052,7 +1357,14 @@ export class Manager {
         x = scheme.decodePlaintext(pk, xb);
         xb.fill(0);
       }
-      key = { mode: k.mode as 'hom2' | 'hom2-opt', scheme, pk, sk, publicKey: rec.publicKey, x };
+      key = {
+        mode: k.mode as 'hom2' | 'hom2-opt' | 'hom3' | 'homN',
+        scheme,
+        pk,
+        sk,
+        publicKey: rec.publicKey,
+        x,
+      };
     }
     this.applianceKeys.set(cacheKey, key);
     return key;

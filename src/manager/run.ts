@@ -112,6 +112,18 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
           extra,
         }),
       fingerprintOf: (spkiDer) => spkiFingerprint(spkiDer),
+      // A blinder serves (to appliances and its predecessor) and calls (its successor, the
+      // manager) with one certificate, for loopback and the names it asked for (SPEC.md §5.4).
+      issueBlinderCertificate: (spkiDer, blinderId, hostnames) =>
+        issueCertificate({
+          ca: { certPem: pki.caCertPem, keyPem: pki.caKeyPem },
+          subjectPublicKey: spkiDer,
+          commonName: blinderId,
+          dnsNames: ['localhost', ...hostnames.filter((h) => !/^[0-9.:]+$/.test(h))],
+          ipAddresses: ['127.0.0.1', '::1', ...hostnames.filter((h) => /^[0-9.:]+$/.test(h))],
+          usage: 'both',
+          validDays: 825,
+        }),
       attestation: o.attestation,
       cluster: o.cluster ?? clusterTimingsFromEnv(process.env),
       // Test-only: a shorter "day" for deletion windows (SPEC.md §7.4; OPERATIONS.md).

@@ -29,6 +29,7 @@ import {
 } from '../server/common.ts';
 import { MetricsHistory } from '../server/history.ts';
 import type { Store } from '../store/types.ts';
+import { registerChainRoutes } from './chain-routes.ts';
 import { registerConsoleRoutes } from './console-routes.ts';
 import { DELETION_MAX_DAYS, DELETION_MIN_DAYS, type Manager } from './manager.ts';
 
@@ -223,7 +224,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
   } as const;
 
-  app.post<{ Body: { name: string; mode: string; scheme?: string } }>(
+  app.post<{ Body: { name: string; mode: string; scheme?: string; blinders?: string[] } }>(
     '/v1/keyrings',
     {
       schema: {
@@ -235,6 +236,12 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
             name: keyringName,
             mode: { type: 'string', maxLength: 32 },
             scheme: { type: 'string', maxLength: 32 },
+            // hom3/homN: the chain, in request order (SPEC.md §5.4).
+            blinders: {
+              type: 'array',
+              maxItems: 16,
+              items: { type: 'string', pattern: '^bl-[0-9a-f]{16}$' },
+            },
           },
         },
         response: { 201: keyringOut, ...errorResponses },
@@ -516,6 +523,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   registerConsoleRoutes(app, { manager, history, lastSeen, operator, appliance });
   // The web console's static page and bundle (src/console), same origin as this API.
   registerConsole(app);
+  registerChainRoutes(app, { manager, operator, caPem: opts.caPem, peerFingerprint });
 
   // -- operator: audit -------------------------------------------------------------------------
   const auditOut = {

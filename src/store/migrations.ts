@@ -202,15 +202,40 @@ CREATE INDEX master_imports_appliance ON master_imports (appliance_id, status);
 `;
 }
 
+/**
+ * v4, blinders (SPEC.md §5.4): the registered blinders (identity, certificate, URL) and, per
+ * hom3/homN keyring, the ordered list of blinder ids its requests pass through.
+ */
+function schemaV4(): string {
+  return `
+CREATE TABLE blinders (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  identity_fpr TEXT NOT NULL UNIQUE,
+  certificate_pem TEXT NOT NULL,
+  url TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE keyring_chains (
+  keyring TEXT PRIMARY KEY,
+  blinders TEXT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+`;
+}
+
 export const SQL_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BLOB') },
   { version: 2, sql: schemaV2() },
   { version: 3, sql: schemaV3() },
+  { version: 4, sql: schemaV4() },
   { version: 5, sql: schemaV5() },
 ];
 export const PG_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BYTEA') },
   { version: 2, sql: schemaV2() },
   { version: 3, sql: schemaV3() },
+  { version: 4, sql: schemaV4() },
   { version: 5, sql: schemaV5() },
 ];

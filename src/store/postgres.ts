@@ -30,6 +30,7 @@ import {
   applianceFrom,
   applianceKeyFrom,
   auditFrom,
+  blinderFrom,
   credentialFrom,
   deletionConflict,
   enrollmentFrom,
@@ -52,6 +53,7 @@ import type {
   ApplianceStatus,
   AuditEntry,
   AuditFilter,
+  BlinderRecord,
   CredentialRecord,
   EnrollInput,
   EnrollmentRecord,
@@ -966,6 +968,44 @@ export class PostgresStore implements Store {
             keyring,
           ]);
     return rows.map(applianceKeyFrom);
+  }
+
+  async insertBlinder(b: BlinderRecord) {
+    await this.exec(
+      `INSERT INTO blinders (id, name, identity_fpr, certificate_pem, url, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [b.id, b.name, b.identityFingerprint, b.certificatePem, b.url, b.createdAt, b.updatedAt],
+      false,
+    );
+  }
+
+  async listBlinders() {
+    return (await this.read('SELECT * FROM blinders ORDER BY created_at, id')).map(blinderFrom);
+  }
+
+  async setBlinderUrl(id: string, url: string, now: number) {
+    const r = await this.exec(
+      'UPDATE blinders SET url = $1, updated_at = $2 WHERE id = $3',
+      [url, now, id],
+      true,
+    );
+    if (r.rowCount !== 1) throw new BlindfoldError('ERR_NOT_FOUND', `no blinder ${id}`);
+  }
+
+  async getKeyringChain(keyring: string) {
+    const rows = await this.read('SELECT blinders FROM keyring_chains WHERE keyring = $1', [
+      keyring,
+    ]);
+    return rows[0] ? (JSON.parse(rows[0].blinders as string) as string[]) : undefined;
+  }
+
+  async setKeyringChain(keyring: string, blinders: string[], now: number) {
+    await this.exec(
+      `INSERT INTO keyring_chains (keyring, blinders, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (keyring) DO UPDATE SET blinders = EXCLUDED.blinders, updated_at = EXCLUDED.updated_at`,
+      [keyring, JSON.stringify(blinders), now],
+      true,
+    );
   }
 
   async insertCredential(cr: CredentialRecord) {

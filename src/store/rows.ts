@@ -6,6 +6,7 @@ import { BlindfoldError } from '../core/errors.ts';
 import type {
   ApplianceKeyRecord,
   ApplianceRecord,
+  BlinderRecord,
   CredentialRecord,
   EnrollmentRecord,
   ImportKeyRecord,
@@ -214,5 +215,17 @@ export function importFrom(r: Row): MasterImportRecord {
     createdBy: r.created_by as string,
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
+  };
+}
+
+export function blinderFrom(r: Row): BlinderRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    identityFingerprint: r.identity_fpr as string,
+    certificatePem: r.certificate_pem as string,
+    url: r.url as string,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
   };
 }

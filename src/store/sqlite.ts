@@ -12,6 +12,7 @@ import {
   applianceFrom,
   applianceKeyFrom,
   auditFrom,
+  blinderFrom,
   credentialFrom,
   deletionConflict,
   enrollmentFrom,
@@ -32,6 +33,7 @@ import type {
   ApplianceStatus,
   AuditEntry,
   AuditFilter,
+  BlinderRecord,
   CredentialRecord,
   EnrollInput,
   EnrollmentRecord,
@@ -718,6 +720,50 @@ export class SqliteStore implements Store {
             )) as Row[]
       ).map(applianceKeyFrom),
     );
+  }
+
+  insertBlinder(b: BlinderRecord) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO blinders (id, name, identity_fpr, certificate_pem, url, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(b.id, b.name, b.identityFingerprint, b.certificatePem, b.url, b.createdAt, b.updatedAt);
+    });
+  }
+
+  listBlinders() {
+    return this.run(() =>
+      (this.st('SELECT * FROM blinders ORDER BY created_at, id').all() as Row[]).map(blinderFrom),
+    );
+  }
+
+  setBlinderUrl(id: string, url: string, now: number) {
+    return this.run(() => {
+      const r = this.st('UPDATE blinders SET url = ?, updated_at = ? WHERE id = ?').run(
+        url,
+        now,
+        id,
+      );
+      if (r.changes !== 1) throw new BlindfoldError('ERR_NOT_FOUND', `no blinder ${id}`);
+    });
+  }
+
+  getKeyringChain(keyring: string) {
+    return this.run(() => {
+      const r = this.st('SELECT blinders FROM keyring_chains WHERE keyring = ?').get(keyring) as
+        | Row
+        | undefined;
+      return r ? (JSON.parse(r.blinders as string) as string[]) : undefined;
+    });
+  }
+
+  setKeyringChain(keyring: string, blinders: string[], now: number) {
+    return this.run(() => {
+      this.st(
+        `INSERT INTO keyring_chains (keyring, blinders, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (keyring) DO UPDATE SET blinders = excluded.blinders, updated_at = excluded.updated_at`,
+      ).run(keyring, JSON.stringify(blinders), now);
+    });
   }
 
   insertCredential(c: CredentialRecord) {

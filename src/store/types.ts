@@ -93,6 +93,19 @@ export interface ApplianceKeyRecord {
   createdAt: number;
 }
 
+/** A blinder registered by the operator (SPEC.md §5.4): its identity and where it listens. */
+export interface BlinderRecord {
+  /** "bl-" and the first 16 hex digits of the identity fingerprint. */
+  id: string;
+  name: string;
+  identityFingerprint: string;
+  certificatePem: string;
+  /** The blinder's HTTPS URL, announced by the blinder itself at start. */
+  url: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
 export interface ItemRecord {
   keyring: string;
   itemId: Uint8Array;
@@ -406,6 +419,17 @@ export interface Store {
     code: string | null,
     now: number,
   ): Promise<void>;
+
+  // -- blinders and keyring chains (SPEC.md §5.4) --
+  /** ERR_CONFLICT if the id or identity is registered already. */
+  insertBlinder(b: BlinderRecord): Promise<void>;
+  listBlinders(): Promise<BlinderRecord[]>;
+  /** ERR_NOT_FOUND if no such blinder. */
+  setBlinderUrl(id: string, url: string, now: number): Promise<void>;
+  /** The ordered blinder ids of a hom3/homN keyring, or undefined. */
+  getKeyringChain(keyring: string): Promise<string[] | undefined>;
+  /** Sets (inserts or replaces) a keyring's chain. */
+  setKeyringChain(keyring: string, blinders: string[], now: number): Promise<void>;
 
   /** Appends entries in order, extending the hash chain atomically. */
   appendAudit(entries: AuditEntry[]): Promise<StoredAuditEntry[]>;
