@@ -67,6 +67,13 @@ export interface BlinderDeps {
   hopTimeoutMs?: number;
 }
 
+/** A next hop refused us while we routed by a cached chain (see Blinder.forward). */
+class StaleRoute extends Error {
+  constructor(readonly inner: BlindfoldError) {
+    super(inner.message);
+  }
+}
+
 export function valueSecretName(a: string, k: string, v: number, m: number): string {
   return `blinder/${a}/${k}/v${v}/m${m}`;
 }
@@ -256,64 +263,15 @@ export class Blinder {
   async forward(peer: Peer, body: ChainEnvelopeJson): Promise<ChainAnswerJson> {
     const item = body.itemId ? toHex(fromB64u(body.itemId, 'itemId')) : null;
     try {
-      const env = decodeEnvelope(body);
-      let chain = await this.chain(body.keyring);
-      let i = this.position(chain);
-      const fromOk = (c: ChainInfo, j: number) =>
-        j === 0
-          ? applianceIdOf(peer.fingerprint) === body.applianceId
-          : c.blinders[j - 1]!.fingerprint === peer.fingerprint;
-      if (!fromOk(chain, i)) {
-        chain = await this.chain(body.keyring, true); // the chain may have changed
-        i = this.position(chain);
-        if (!fromOk(chain, i)) {
-          throw new BlindfoldError(
-            'ERR_FORBIDDEN',
-            i === 0
-              ? 'the first blinder takes requests only from the appliance that signed them'
-              : `blinder ${this.id} takes requests for ${body.keyring} only from ${chain.blinders[i - 1]!.id}`,
-          );
-        }
+      let out: ChainAnswerJson;
+      try {
+        out = await this.route(peer, body, false);
+      } catch (e) {
+        // A refusal by the next hop may come from our cached chain being older than the
+        // manager's (a blinder was added): read it again and route once more.
+        if (!(e instanceof StaleRoute)) throw e;
+        out = await this.route(peer, body, true);
       }
-      if (i === 0) {
-        const ok = verifySignature(
-          'sha256',
-          chainRequestStatement(env),
-          peer.publicKey,
-          Buffer.from(env.signature),
-        );
-        if (!ok) {
-          throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid appliance authorization');
-        }
-      }
-      const rec = await this.d.store.getValue(
-        body.applianceId,
-        body.keyring,
-        body.managerVersion,
-        body.masterVersion,
-      );
-      if (!rec) {
-        throw new BlindfoldError(
-          'ERR_CONFLICT',
-          `appliance ${body.applianceId} has not run its concealment of ${body.keyring} (manager version ${body.managerVersion}, master version ${body.masterVersion}) through blinder ${this.id}: run the chain setup`,
-        );
-      }
-      const scheme = getScheme(rec.scheme);
-      const pk = scheme.decodePublicKey(rec.publicKey);
-      const e = scheme.decodeCiphertext(
-        pk,
-        this.d.sealer.open(
-          valueSecretName(body.applianceId, body.keyring, body.managerVersion, body.masterVersion),
-          rec.sealed,
-        ),
-      );
-      const c = scheme.decodeCiphertext(pk, env.ciphertext);
-      this.groupOps++;
-      const next = chainMode.blinderForward(scheme, pk, c, e);
-      const out = await this.next(chain, i, {
-        ...body,
-        ciphertext: toB64u(scheme.encodeCiphertext(pk, next)),
-      });
       await this.d.audit.record({
         actor: body.applianceId,
         action: `chain.${body.op}`,
@@ -323,8 +281,76 @@ export class Blinder {
       });
       return out;
     } catch (e) {
-      this.refused(body.applianceId, `chain.${body.op}`, body.keyring, item, e);
-      throw e;
+      const err = e instanceof StaleRoute ? e.inner : e;
+      this.refused(body.applianceId, `chain.${body.op}`, body.keyring, item, err);
+      throw err;
+    }
+  }
+
+  private async route(peer: Peer, body: ChainEnvelopeJson, fresh: boolean) {
+    const env = decodeEnvelope(body);
+    let chain = await this.chain(body.keyring, fresh);
+    let i = this.position(chain);
+    const fromOk = (c: ChainInfo, j: number) =>
+      j === 0
+        ? applianceIdOf(peer.fingerprint) === body.applianceId
+        : c.blinders[j - 1]!.fingerprint === peer.fingerprint;
+    if (!fromOk(chain, i) && !fresh) {
+      chain = await this.chain(body.keyring, true); // the chain may have changed
+      i = this.position(chain);
+      fresh = true;
+    }
+    if (!fromOk(chain, i)) {
+      throw new BlindfoldError(
+        'ERR_FORBIDDEN',
+        i === 0
+          ? 'the first blinder takes requests only from the appliance that signed them'
+          : `blinder ${this.id} takes requests for ${body.keyring} only from ${chain.blinders[i - 1]!.id}`,
+      );
+    }
+    if (i === 0) {
+      const ok = verifySignature(
+        'sha256',
+        chainRequestStatement(env),
+        peer.publicKey,
+        Buffer.from(env.signature),
+      );
+      if (!ok) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid appliance authorization');
+    }
+    const rec = await this.d.store.getValue(
+      body.applianceId,
+      body.keyring,
+      body.managerVersion,
+      body.masterVersion,
+    );
+    if (!rec) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `appliance ${body.applianceId} has not run its concealment of ${body.keyring} (manager version ${body.managerVersion}, master version ${body.masterVersion}) through blinder ${this.id}: run the chain setup`,
+      );
+    }
+    const scheme = getScheme(rec.scheme);
+    const pk = scheme.decodePublicKey(rec.publicKey);
+    const e = scheme.decodeCiphertext(
+      pk,
+      this.d.sealer.open(
+        valueSecretName(body.applianceId, body.keyring, body.managerVersion, body.masterVersion),
+        rec.sealed,
+      ),
+    );
+    const c = scheme.decodeCiphertext(pk, env.ciphertext);
+    this.groupOps++;
+    const next = chainMode.blinderForward(scheme, pk, c, e);
+    try {
+      return await this.next(chain, i, {
+        ...body,
+        ciphertext: toB64u(scheme.encodeCiphertext(pk, next)),
+      });
+    } catch (err) {
+      if (!fresh && err instanceof BlindfoldError && err.code === 'ERR_FORBIDDEN') {
+        throw new StaleRoute(err);
+      }
+      throw err;
     }
   }
 
