@@ -934,6 +934,37 @@ for (const h of harnesses) {
       );
     });
 
+    it('blinders and keyring chains (SPEC.md §5.4): insert, unique identity, URL, chain upsert', async ([
+      s,
+    ]) => {
+      const b = (id: string, fpr: string, createdAt = T0) => ({
+        id,
+        name: `name-${id}`,
+        identityFingerprint: fpr,
+        certificatePem: `pem-${id}`,
+        url: '',
+        createdAt,
+        updatedAt: createdAt,
+      });
+      await s!.insertBlinder(b('bl-2', 'f2', T0 + 1));
+      await s!.insertBlinder(b('bl-1', 'f1'));
+      await rejectsWith(s!.insertBlinder(b('bl-1', 'f9')), 'ERR_CONFLICT');
+      await rejectsWith(s!.insertBlinder(b('bl-9', 'f1')), 'ERR_CONFLICT');
+      assert.deepEqual(await s!.listBlinders(), [b('bl-1', 'f1'), b('bl-2', 'f2', T0 + 1)]);
+      await s!.setBlinderUrl('bl-1', 'https://127.0.0.1:1', T0 + 5);
+      assert.deepEqual((await s!.listBlinders())[0], {
+        ...b('bl-1', 'f1'),
+        url: 'https://127.0.0.1:1',
+        updatedAt: T0 + 5,
+      });
+      await rejectsWith(s!.setBlinderUrl('bl-x', 'https://x', T0), 'ERR_NOT_FOUND');
+      assert.equal(await s!.getKeyringChain('k'), undefined);
+      await s!.setKeyringChain('k', ['bl-1'], T0);
+      assert.deepEqual(await s!.getKeyringChain('k'), ['bl-1']);
+      await s!.setKeyringChain('k', ['bl-1', 'bl-2'], T0 + 1);
+      assert.deepEqual(await s!.getKeyringChain('k'), ['bl-1', 'bl-2']);
+    });
+
     it('appliance status compare-and-swap and membership history', async ([s]) => {
       await s!.insertAppliance(appliance('n1', { status: 'enrolled' }));
       await s!.setApplianceStatus(
