@@ -41,11 +41,13 @@ Global options:
   -h, --help         help for any command
 `,
   up: `Usage: blindfold up [--home DIR] [--port 7300] [--local-port 7301] [--mode hom2] [--scheme ec-elgamal]
-                    [--replicas N --store postgres://USER@HOST:PORT/DB]
+                    [--replicas N --store postgres://USER@HOST:PORT/DB] [--locations N]
 
 Starts a manager (SQLite under DIR/manager) and one appliance (DIR/appliance) on loopback.
 With --replicas N (and a PostgreSQL --store), N manager processes serve the same appliances on
 ports 7300, 7302, 7303, ...; the appliance spreads load over them and fails over.
+With --locations 3 (hom3) or more (homN), N − 2 blinder processes (DIR/blinder-i, each with its
+own root key DIR/secrets/blinder-i.key) on ports 7311, 7312, ... join the keyring "default".
 The first run creates the local CA, a root key file (DIR/secrets/root.key), the operator token,
 a keyring "default" and the appliance's concealed master key. Later runs keep all data.
 In production, give the manager its root key from outside its data directory
@@ -366,6 +368,7 @@ async function cmdUp(args: string[]) {
     scheme: { type: 'string' },
     replicas: { type: 'string' },
     store: { type: 'string' },
+    locations: { type: 'string' },
   });
   if (values.help) return console.log(HELP.up);
   const { up } = await import('./up.ts');
@@ -377,6 +380,7 @@ async function cmdUp(args: string[]) {
     scheme: values.scheme,
     replicas: int(values.replicas, '--replicas', 1),
     store: values.store,
+    locations: int(values.locations, '--locations', 2),
   });
 }
 

@@ -27,6 +27,11 @@ export interface UpOptions {
   store?: string;
   /** Resolves when both processes are ready (tests); default waits for a signal. */
   detach?: boolean;
+  /**
+   * Locations: 2 (manager and appliance, default), 3 (hom3: one blinder) or more (homN: N − 2
+   * blinder processes), SPEC.md §5.4. With 3 or more the mode is hom3/homN.
+   */
+  locations?: number;
 }
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/blindfold.mjs');
@@ -124,6 +129,7 @@ export async function up(o: UpOptions) {
       await waitReady(urls[i]!, caPem, p, `manager replica ${i + 1}`);
     }
     const managerUrl = urls.join(',');
+    const blinders = await startBlinders(o, managerUrl, caPem, managerHome, env, procs);
     const { writeFileAtomic } = await import('../util/atomic.ts');
     await writeFileAtomic(
       join(managerHome, 'manager.json'),
@@ -136,10 +142,12 @@ export async function up(o: UpOptions) {
       try {
         const existing = await op.request<{ keyrings: { name: string }[] }>('GET', '/v1/keyrings');
         if (!existing.keyrings.some((k) => k.name === 'default')) {
+          const locations = o.locations ?? 2;
           await op.request('POST', '/v1/keyrings', {
             name: 'default',
-            mode: o.mode,
+            mode: locations === 3 ? 'hom3' : locations > 3 ? 'homN' : o.mode,
             ...(o.scheme ? { scheme: o.scheme } : {}),
+            ...(locations >= 3 ? { blinders: blinders.map((b) => b.id) } : {}),
           });
         }
         const enrollment = await op.request<{ token: string }>('POST', '/v1/enrollments', {
@@ -184,8 +192,9 @@ export async function up(o: UpOptions) {
     procs.push(applianceProc);
     await waitReady(`http://127.0.0.1:${o.localPort}`, undefined, applianceProc, 'appliance');
 
+    for (const b of blinders) console.log(`blinder ${b.id} on ${b.url} (data in ${b.home})`);
     console.log(
-      `\nBlindfold is up: manager ${urls.join(' ')}, appliance local API http://127.0.0.1:${o.localPort}` +
+      `\nBlindfold is up (${2 + blinders.length} locations): manager ${urls.join(' ')}, appliance local API http://127.0.0.1:${o.localPort}` +
         `\nWeb console: ${urls[0]}/ui/ (sign in with the token in ${join(managerHome, OPERATOR_TOKEN_FILE)})` +
         `\nData in ${o.home}. Try:  npx blindfold encrypt README.md && npx blindfold decrypt README.md.bf -o README.copy` +
         '\nStop with Ctrl-C; "npm start" again keeps all data.\n',
@@ -220,4 +229,56 @@ async function waitForFile(path: string, proc: ChildProcess): Promise<string> {
     }
   }
   throw new BlindfoldError('ERR_UNAVAILABLE', `${path} did not appear`);
+}
+
+/**
+ * Blinder processes for `up --locations N` (N ≥ 3): N − 2 blinders, each with its own data
+ * directory and its own root key file (a location of its own, SPEC.md §5.4), registered with the
+ * manager at first start, listening on port + 10 + i.
+ */
+async function startBlinders(
+  o: UpOptions,
+  managerUrl: string,
+  caPem: string,
+  managerHome: string,
+  env: NodeJS.ProcessEnv,
+  procs: ChildProcess[],
+): Promise<{ id: string; url: string; home: string }[]> {
+  const n = o.locations ?? 2;
+  if (!Number.isInteger(n) || n < 2 || n > 18) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', '--locations must be 2 to 18');
+  }
+  const { initBlinder, loadBlinderState } = await import('../blinder/run.ts');
+  const out: { id: string; url: string; home: string }[] = [];
+  for (let i = 1; i <= n - 2; i++) {
+    const home = join(o.home, `blinder-${i}`);
+    const keyFile = join(o.home, 'secrets', `blinder-${i}.key`);
+    if (!existsSync(keyFile)) await generateRootKeyFile(keyFile);
+    let id: string;
+    if (existsSync(join(home, 'blinder.json'))) {
+      id = (await loadBlinderState(home)).blinderId;
+    } else {
+      const token = (await readFile(join(managerHome, OPERATOR_TOKEN_FILE), 'utf8')).trim();
+      id = (
+        await initBlinder({
+          home,
+          managerUrl,
+          caPem,
+          operatorToken: token,
+          name: `local-blinder-${i}`,
+        })
+      ).blinderId;
+    }
+    const port = o.port + 10 + i;
+    const p = child(
+      ['blinder', 'run', '--home', home, '--port', String(port), '--root-key-file', keyFile],
+      env,
+      `blinder-${i}`,
+    );
+    procs.push(p);
+    const url = `https://127.0.0.1:${port}`;
+    await waitReady(url, caPem, p, `blinder ${i}`);
+    out.push({ id, url, home });
+  }
+  return out;
 }
