@@ -684,6 +684,11 @@ async function main(): Promise<void> {
   report.replicas = await runReplicasBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
+  // 7. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
+  const { runLocationsBench } = await import('./locations.ts');
+  report.locations = await runLocationsBench({ seconds: CFG.pointMs / 1000 });
+  console.log('');
+
   report.loadAverageAtEnd = os.loadavg();
   console.log(
     `load at end: ${os
