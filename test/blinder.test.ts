@@ -206,6 +206,147 @@ describe('blinders: hom3 and homN', () => {
     assert.ok(await opens(a, await newHeader(a, 'grow')));
   });
 
+  test('master rotation in hom3 runs a fresh setup through the chain; old items still open', async () => {
+    await m.op.request('POST', '/v1/keyrings', { name: 'rot3', mode: 'hom3', blinders: [ids[0]] });
+    await a.initKeyring('rot3');
+    const old = await newHeader(a, 'rot3');
+    await a.initKeyring('rot3'); // a new master version
+    const fresh = await newHeader(a, 'rot3');
+    assert.equal(old.fields.masterVersion, 1);
+    assert.equal(fresh.fields.masterVersion, 2);
+    assert.ok(await opens(a, old));
+    assert.ok(await opens(a, fresh));
+    // Manager-key re-concealment is not implemented for chains: a clear refusal.
+    await m.op.request('POST', '/v1/keyrings/rot3/rotate');
+    await rejectsWith(
+      a.followManagerRotation('rot3'),
+      'ERR_UNSUPPORTED_SCHEME',
+      /rotate the master/,
+    );
+  });
+
+  test('manager chain routes: bad input gets a 4xx with a stable code', async () => {
+    const st = a.state;
+    const anon = createJsonClient({ baseUrl: m.url, caPem: m.caPem, retries: 0 });
+    const asAppliance = createJsonClient({
+      baseUrl: m.url,
+      caPem: st.caPem,
+      certPem: st.certificatePem,
+      keyPem: st.identityKeyPem,
+      retries: 0,
+    });
+    const spki = (await import('../src/tls/x509.ts')).generateIdentity().spkiDer;
+    const blinder1 = await clientAs(bs[0]!.home, m.url);
+    try {
+      const envRot3 = await captureEnvelope(a, 'rot3', await newHeader(a, 'rot3'));
+      const cases: [() => Promise<unknown>, string][] = [
+        [
+          () => anon.request('POST', '/v1/blinders', { name: 'x', publicKey: toB64u(spki) }),
+          'ERR_UNAUTHENTICATED',
+        ],
+        [() => m.op.request('POST', '/v1/blinders', { name: 'x' }), 'ERR_INVALID_ARGUMENT'],
+        [
+          () =>
+            m.op.request('POST', '/v1/blinders', { name: 'x', publicKey: toB64u(randomBytes(91)) }),
+          'ERR_PARAMS',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/blinders', { name: 'x', publicKey: toB64u(spki), extra: 1 }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () => anon.request('POST', '/v1/blinders/announce', { url: 'https://127.0.0.1:1' }),
+          'ERR_UNAUTHENTICATED',
+        ],
+        [
+          () =>
+            asAppliance.request('POST', '/v1/blinders/announce', { url: 'https://127.0.0.1:1' }),
+          'ERR_UNAUTHENTICATED',
+        ],
+        [
+          () => blinder1.request('POST', '/v1/blinders/announce', { url: 'http://plain' }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', {
+              name: 'h3x',
+              mode: 'hom3',
+              blinders: ids.slice(0, 2),
+            }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', { name: 'hnx', mode: 'homN', blinders: [ids[0]] }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', {
+              name: 'hnx',
+              mode: 'homN',
+              blinders: [ids[0], ids[0]],
+            }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', {
+              name: 'hnx',
+              mode: 'homN',
+              blinders: [ids[0], 'bl-0000000000000000'],
+            }),
+          'ERR_NOT_FOUND',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', { name: 'h2x', mode: 'hom2', blinders: [ids[0]] }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
+            m.op.request('POST', '/v1/keyrings', { name: 'h3y', mode: 'hom3', blinders: ['nope'] }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () => m.op.request('POST', '/v1/keyrings/rot3/blinders', { blinder: ids[1] }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () => m.op.request('POST', '/v1/keyrings/grow/blinders', { blinder: ids[0] }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [
+          () => m.op.request('POST', '/v1/keyrings/nope/blinders', { blinder: ids[0] }),
+          'ERR_NOT_FOUND',
+        ],
+        [() => anon.request('GET', '/v1/keyrings/rot3/chain'), 'ERR_UNAUTHENTICATED'],
+        [() => asAppliance.request('GET', '/v1/keyrings/nope/chain'), 'ERR_NOT_FOUND'],
+        [
+          () => blinder1.request('POST', '/v1/chain/relay', { op: 'recover' }),
+          'ERR_INVALID_ARGUMENT',
+        ],
+        [() => asAppliance.request('POST', '/v1/chain/relay', envRot3), 'ERR_UNAUTHENTICATED'],
+      ];
+      for (const [p, code] of cases) await rejectsWith(p(), code);
+      const listed = await m.op.request<{ blinders: { id: string; url: string }[] }>(
+        'GET',
+        '/v1/blinders',
+      );
+      assert.deepEqual(
+        listed.blinders.map((b) => b.id),
+        ids,
+      );
+      assert.ok(listed.blinders.every((b) => b.url.startsWith('https://127.0.0.1:')));
+    } finally {
+      anon.close();
+      asAppliance.close();
+      blinder1.close();
+    }
+  });
+
   test('a blinder that is down or answers garbage: clear error, nothing written, retry works', async () => {
     await m.op.request('POST', '/v1/keyrings', {
       name: 'outage',
