@@ -86,6 +86,8 @@ export class Blinder {
   readonly manager: JsonClient;
   private readonly chains = new Map<string, { at: number; chain: ChainInfo }>();
   private readonly hops = new Map<string, JsonClient>();
+  /** Decoded (D_A, E_j) per appliance key: E_j is fixed once made, so decode it once. */
+  private readonly values = new Map<string, { scheme: string; pk: unknown; e: unknown }>();
   private readonly now: () => number;
   private readonly caKey: KeyObject;
 
@@ -317,6 +319,29 @@ export class Blinder {
       );
       if (!ok) throw new BlindfoldError('ERR_UNAUTHENTICATED', 'invalid appliance authorization');
     }
+    const v = await this.loadValue(body);
+    const scheme = getScheme(v.scheme);
+    const { pk, e } = v;
+    const c = scheme.decodeCiphertext(pk, env.ciphertext);
+    this.groupOps++;
+    const next = chainMode.blinderForward(scheme, pk, c, e);
+    try {
+      return await this.next(chain, i, {
+        ...body,
+        ciphertext: toB64u(scheme.encodeCiphertext(pk, next)),
+      });
+    } catch (err) {
+      if (!fresh && err instanceof BlindfoldError && err.code === 'ERR_FORBIDDEN') {
+        throw new StaleRoute(err);
+      }
+      throw err;
+    }
+  }
+
+  private async loadValue(body: ChainEnvelopeJson) {
+    const key = `${body.applianceId}|${body.keyring}|${body.managerVersion}|${body.masterVersion}`;
+    const hit = this.values.get(key);
+    if (hit) return hit;
     const rec = await this.d.store.getValue(
       body.applianceId,
       body.keyring,
@@ -338,20 +363,10 @@ export class Blinder {
         rec.sealed,
       ),
     );
-    const c = scheme.decodeCiphertext(pk, env.ciphertext);
-    this.groupOps++;
-    const next = chainMode.blinderForward(scheme, pk, c, e);
-    try {
-      return await this.next(chain, i, {
-        ...body,
-        ciphertext: toB64u(scheme.encodeCiphertext(pk, next)),
-      });
-    } catch (err) {
-      if (!fresh && err instanceof BlindfoldError && err.code === 'ERR_FORBIDDEN') {
-        throw new StaleRoute(err);
-      }
-      throw err;
-    }
+    const v = { scheme: rec.scheme, pk, e };
+    if (this.values.size >= 10_000) this.values.clear();
+    this.values.set(key, v);
+    return v;
   }
 
   private async next(

@@ -32,8 +32,13 @@ export interface BlinderServerOptions {
   metrics?: Metrics;
 }
 
+const peers = new WeakMap<object, Peer>();
+
+/** The verified client certificate's key and fingerprint, parsed once per TLS connection. */
 function peerOf(request: FastifyRequest): Peer {
   const socket = request.raw.socket as TLSSocket;
+  const hit = socket ? peers.get(socket) : undefined;
+  if (hit) return hit;
   const cert =
     socket && typeof socket.getPeerCertificate === 'function' && socket.authorized
       ? socket.getPeerCertificate(false)
@@ -46,7 +51,9 @@ function peerOf(request: FastifyRequest): Peer {
   }
   const publicKey = new X509Certificate(cert.raw).publicKey;
   const spki = publicKey.export({ type: 'spki', format: 'der' });
-  return { fingerprint: toHex(sha256(new Uint8Array(spki))), publicKey };
+  const peer = { fingerprint: toHex(sha256(new Uint8Array(spki))), publicKey };
+  peers.set(socket, peer);
+  return peer;
 }
 
 export async function buildBlinderServer(o: BlinderServerOptions): Promise<FastifyInstance> {

@@ -195,6 +195,8 @@ export class Manager {
   private readonly chains = new Map<string, string[]>();
   /** Nonces of signed chain requests seen within the window (replay refusal, SPEC.md §5.4). */
   private readonly seenNonces = new Map<string, number>();
+  /** Appliances' identity keys (from their certificates) for chain-request signatures. */
+  private readonly identityKeys = new Map<string, ReturnType<typeof createPublicKey>>();
   private readonly now: () => number;
 
   /** Vouching, membership and re-concealment transfers (SPEC.md §5.7). */
@@ -685,12 +687,12 @@ export class Manager {
     const statement = chainRequestStatement(e);
     let ok = false;
     try {
-      ok = verifySignature(
-        'sha256',
-        statement,
-        createPublicKey(a.certificatePem),
-        Buffer.from(e.signature),
-      );
+      let key = this.identityKeys.get(a.id);
+      if (!key) {
+        key = createPublicKey(a.certificatePem);
+        this.identityKeys.set(a.id, key);
+      }
+      ok = verifySignature('sha256', statement, key, Buffer.from(e.signature));
     } catch {
       ok = false;
     }
