@@ -80,13 +80,16 @@ for the voucher or another member to serve it). The plain master key is never st
 Creates the appliance's identity key (DIR/identity.key, 0600) if absent and prints its
 fingerprint, for "blindfold cluster invite --fingerprint" or an allow-listed credential.
 `,
-  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS] [--console-imports]
+  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS]
+                              [--console-imports] [--kms-cors ORIGIN[,ORIGIN...]]
 
-Serves the local API on 127.0.0.1 (token in DIR/local-api.token). Item keys live in memory only
-while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
+Serves the local API on 127.0.0.1 (token in DIR/local-api.token) and the KMS API for
+applications under /kms/v1 (application tokens; reference at /kms/v1/docs). Item keys live in
+memory only while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
 --cache-ttl seconds (default 60), wiped on eviction. --console-imports accepts master keys
 entered in the web console (SPEC.md §5.9): the appliance publishes an import key, whose
 fingerprint "blindfold status" shows, and polls the manager for imports sealed to it.
+--kms-cors lets browser pages of those origins call the KMS API.
 `,
   encrypt: `Usage: blindfold encrypt FILE|- [-o OUT|-] [--keyring default] [--home DIR]
 
@@ -340,6 +343,7 @@ async function cmdApplianceRun(args: string[]) {
     'cache-size': { type: 'string' },
     'cache-ttl': { type: 'string' },
     'console-imports': { type: 'boolean' },
+    'kms-cors': { type: 'string' },
   });
   if (values.help) return console.log(HELP['appliance run']);
   const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
@@ -352,6 +356,9 @@ async function cmdApplianceRun(args: string[]) {
       ttlMs: 1000 * int(values['cache-ttl'], '--cache-ttl', 60),
     },
     consoleImports: values['console-imports'] === true,
+    kmsCorsOrigins: values['kms-cors']
+      ? values['kms-cors'].split(',').map((x: string) => x.trim())
+      : undefined,
   });
   console.error(`blindfold appliance ${a.appliance.id} local API on ${a.url}`);
   await waitForSignal(() => a.close());

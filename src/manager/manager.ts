@@ -13,7 +13,9 @@ import type { AttestationVerifier } from '../cluster/credentials.ts';
 import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../cluster/service.ts';
 import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
+import type { Point } from '../core/group.ts';
 import { sha256 } from '../core/hash.ts';
+import { decodeClientKey, encryptToClient } from '../core/kms.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
 import {
   homMode,
@@ -80,6 +82,8 @@ export interface RecoverInput {
   entropy: Uint8Array;
   ticket: Uint8Array;
   blinded?: Uint8Array;
+  /** Client-blinded key U (SPEC.md §5.8): the answer is then Enc_U(Y), 64 bytes. */
+  clientKey?: Uint8Array;
 }
 
 export interface CreateItemInput {
@@ -91,6 +95,8 @@ export interface CreateItemInput {
   entropy: Uint8Array;
   blinded?: Uint8Array;
   ttlSeconds?: number;
+  /** Client-blinded key U (SPEC.md §5.8): the answer is then Enc_U(Y), 64 bytes. */
+  clientKey?: Uint8Array;
 }
 
 interface KeyringKeys {
@@ -435,8 +441,8 @@ export class Manager {
     return k;
   }
 
-  /** The keyring, refused if it was deleted (destroying it first if its deletion is due). */
-  private async liveKeyring(name: string): Promise<KeyringRecord> {
+  /** @internal The keyring, refused if it was deleted (destroying it first if its deletion is due). */
+  async liveKeyring(name: string): Promise<KeyringRecord> {
     let k = this.keyring(name);
     if (k.status !== 'deleted' && k.deletionAt != null && k.deletionAt <= this.now()) {
       await this.destroyIfDue(name);
@@ -801,7 +807,7 @@ export class Manager {
     };
     const keys = await this.keysFor(k.name, managerVersion);
     const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
-    const answer = this.answer(appKey, keys, ref, input.blinded);
+    const answer = this.answer(appKey, keys, ref, input.blinded, input.clientKey);
     try {
       await this.d.store.insertItem({
         keyring: k.name,
@@ -883,7 +889,7 @@ export class Manager {
         input.managerVersion,
         input.masterVersion,
       );
-      const answer = this.answer(appKey, keys, ref, input.blinded);
+      const answer = this.answer(appKey, keys, ref, input.blinded, input.clientKey);
       await this.d.audit.record({
         actor: applianceId,
         action: 'item.recover',
@@ -916,7 +922,20 @@ export class Manager {
     keys: KeyringKeys,
     ref: ItemRef,
     blinded?: Uint8Array,
+    clientKey?: Uint8Array,
   ): Uint8Array {
+    let U: Point | undefined;
+    if (clientKey !== undefined) {
+      // Client-blinded keys exist only where the answer is a group element whose blind the
+      // appliance can remove on a ciphertext: ec-elgamal in hom2 and hom2-opt (SPEC.md §5.8).
+      if (key.mode === 'split' || key.scheme.id !== 'ec-elgamal') {
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          'client-blinded keys need an ec-elgamal keyring in mode hom2 or hom2-opt',
+        );
+      }
+      U = decodeClientKey(clientKey);
+    }
     if (key.mode === 'split') {
       if (blinded !== undefined) throw bad('split mode takes no blinded value');
       this.groupOps++;
@@ -927,7 +946,7 @@ export class Manager {
       const ct = key.scheme.decodeCiphertext(key.pk, blinded);
       this.groupOps++;
       const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
-      return key.scheme.encodePlaintext(key.pk, y);
+      return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
     }
     if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
     if (key.x === null) {
@@ -938,7 +957,7 @@ export class Manager {
     }
     this.groupOps++;
     const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
-    return key.scheme.encodePlaintext(key.pk, y);
+    return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
   }
 
   /**
