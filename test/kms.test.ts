@@ -384,3 +384,53 @@ describe('KMS API', () => {
     assert.ok(html.startsWith('<!doctype html>'));
   });
 });
+
+describe('KMS rate limit (per application token bucket)', () => {
+  let d: KmsDeployment;
+  before(async () => {
+    process.env.BLINDFOLD_KMS_RATE = '2';
+    process.env.BLINDFOLD_KMS_BURST = '2';
+    try {
+      d = await startKmsDeployment();
+    } finally {
+      delete process.env.BLINDFOLD_KMS_RATE;
+      delete process.env.BLINDFOLD_KMS_BURST;
+    }
+  });
+  after(async () => {
+    await d?.stop();
+  });
+
+  test('a burst beyond the bucket gets 429 ERR_RATE_LIMITED with Retry-After; the SDK waits and retries', async () => {
+    const app = await d.newApp('busy', ALL);
+    const other = await d.newApp('calm', ALL);
+    const raw = () =>
+      fetch(`${d.url}/kms/v1/keys`, { headers: { authorization: `Bearer ${app.token}` } });
+    const statuses: number[] = [];
+    let limited: Response | undefined;
+    for (let i = 0; i < 4; i++) {
+      const r = await raw();
+      statuses.push(r.status);
+      if (r.status === 429) limited = r;
+    }
+    assert.deepEqual(statuses.slice(0, 2), [200, 200]);
+    assert.ok(limited, `some call was limited: ${statuses}`);
+    assert.equal(
+      ((await limited.json()) as { error: { code: string } }).error.code,
+      'ERR_RATE_LIMITED',
+    );
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    // Another application has its own bucket.
+    const calm = new KmsClient({ endpoint: d.url, token: other.token, retries: 0 });
+    assert.deepEqual(await calm.listKeys(), []);
+    // The SDK honours Retry-After and gets through.
+    const patient = new KmsClient({ endpoint: d.url, token: app.token, retries: 4, backoffMs: 50 });
+    const t0 = Date.now();
+    assert.deepEqual(await patient.listKeys(), []);
+    assert.ok(Date.now() - t0 >= 0);
+    const impatient = new KmsClient({ endpoint: d.url, token: app.token, retries: 0 });
+    await raw();
+    await raw();
+    await refused(impatient.listKeys(), 'ERR_RATE_LIMITED', 429);
+  });
+});
