@@ -228,7 +228,7 @@ export class KmsService {
     const caller = { applicationId: rec.applicationId, tokenId: rec.id };
     try {
       const app = await this.d.store.getKmsApplication(rec.applicationId);
-      if (!app || app.status !== 'enabled') {
+      if (app?.status !== 'enabled') {
         throw new BlindfoldError('ERR_FORBIDDEN', `application ${rec.applicationId} is disabled`);
       }
       if (!rec.scopes.includes(operation)) {
@@ -249,7 +249,7 @@ export class KmsService {
         await this.d.manager.liveKeyring(keyring);
         const grants = await this.d.store.listKmsGrants(keyring);
         const g = grants.find((x) => x.applicationId === rec.applicationId);
-        if (!g || !g.operations.includes(operation)) {
+        if (!g?.operations.includes(operation)) {
           throw new BlindfoldError(
             'ERR_FORBIDDEN',
             `application ${rec.applicationId} may not ${operation} with key ${keyring}; the key's policy must grant it`,
