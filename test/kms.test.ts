@@ -355,6 +355,58 @@ describe('KMS API', () => {
     );
   });
 
+  test('manager KMS routes: bad operator input and unauthenticated relays are refused', async () => {
+    const op = d.m.op;
+    await refused(op.request('POST', '/v1/kms/applications', { name: '' }), 'ERR_INVALID_ARGUMENT');
+    await refused(op.request('POST', '/v1/kms/applications', { name: 'orders' }), 'ERR_CONFLICT');
+    await refused(
+      op.request('POST', '/v1/kms/applications/app-0000000000000000/tokens', {
+        scopes: ['decrypt'],
+      }),
+      'ERR_NOT_FOUND',
+    );
+    await refused(
+      op.request('POST', `/v1/kms/applications/${appId}/tokens`, { scopes: ['root'] }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await refused(
+      op.request('POST', `/v1/kms/applications/${appId}/tokens`, { scopes: [] }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await refused(
+      op.request('PUT', '/v1/kms/keys/k-hom2/policy', {
+        grants: [{ applicationId: appId, operations: ['everything'] }],
+      }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await refused(op.request('PUT', '/v1/kms/keys/nope/policy', { grants: [] }), 'ERR_NOT_FOUND');
+    await refused(
+      op.request('POST', '/v1/kms/tokens/tok-0000000000000000/revoke', {}),
+      'ERR_NOT_FOUND',
+    );
+    // Without the operator token, and the relay routes without an appliance certificate.
+    const res = await fetch(`${d.url}/kms/v1/keys`, {
+      headers: { authorization: 'Bearer bf-op-x' },
+    });
+    assert.equal(res.status, 401);
+    const { createJsonClient } = await import('../src/appliance/client.ts');
+    const anon = createJsonClient({ baseUrl: d.m.url, caPem: d.m.caPem, retries: 0 });
+    try {
+      await refused(anon.request('GET', '/v1/kms/applications'), 'ERR_UNAUTHENTICATED');
+      await refused(
+        anon.request('POST', '/v1/kms/keys', { appToken: 'bf-app-xxxxxxxx', action: 'list' }),
+        'ERR_UNAUTHENTICATED',
+      );
+    } finally {
+      anon.close();
+    }
+    const policy = await op.request<{ grants: { applicationId: string }[] }>(
+      'GET',
+      '/v1/kms/keys/k-hom2/policy',
+    );
+    assert.ok(policy.grants.some((g) => g.applicationId === appId));
+  });
+
   test('a deleted key: its ciphertexts are gone for good', async () => {
     await kms.createKey({ keyId: 'k-doomed', mode: 'hom2-opt' });
     const dk = await kms.generateDataKey({ keyId: 'k-doomed' });
