@@ -5,17 +5,24 @@
  * no change of state; the per-application rate limit; the OpenAPI document and reference page.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { toB64u } from '../src/core/bytes.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
 import { decodeBlob } from '../src/core/kms.ts';
 import { KMS_ROUTES } from '../src/kms/api.ts';
 import { decrypt, encrypt, KmsClient, type KmsError } from '../src/sdk/index.ts';
+import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
 import { type KmsDeployment, startKmsDeployment } from './helpers/kms.ts';
 
-const DAY_MS = 100;
+const run = promisify(execFile);
+
+// A "day" of a deletion window: long enough for a CLI round trip, short enough to wait out 7.
+const DAY_MS = 1000;
 process.env.BLINDFOLD_DELETION_DAY_MS = String(DAY_MS);
 
 async function refused(p: Promise<unknown>, code: string, status?: number, match?: RegExp) {
@@ -56,12 +63,24 @@ describe('KMS API', () => {
   let d: KmsDeployment;
   let kms: KmsClient;
   let appId: string;
+  let doomed: Uint8Array;
+  let doomedAt: number;
 
   before(async () => {
     d = await startKmsDeployment();
     const app = await d.newApp('orders', ALL);
     appId = app.appId;
     kms = new KmsClient({ endpoint: d.url, token: app.token, retries: 0 });
+    // A key whose deletion window runs while the other tests do (checked near the end).
+    await kms.createKey({ keyId: 'k-doomed', mode: 'hom2-opt' });
+    doomed = (await kms.generateDataKey({ keyId: 'k-doomed' })).ciphertextBlob;
+    doomedAt = (await kms.scheduleKeyDeletion('k-doomed', 7)).deletionAt!;
+    await refused(
+      kms.decrypt({ ciphertextBlob: doomed }),
+      'ERR_FORBIDDEN',
+      403,
+      /scheduled for deletion/,
+    );
   });
   after(async () => {
     await d?.stop();
@@ -408,21 +427,62 @@ describe('KMS API', () => {
   });
 
   test('a deleted key: its ciphertexts are gone for good', async () => {
-    await kms.createKey({ keyId: 'k-doomed', mode: 'hom2-opt' });
-    const dk = await kms.generateDataKey({ keyId: 'k-doomed' });
-    await kms.scheduleKeyDeletion('k-doomed', 7);
-    await new Promise((r) => setTimeout(r, 7 * DAY_MS + 1200));
-    await refused(
-      kms.decrypt({ ciphertextBlob: dk.ciphertextBlob }),
-      'ERR_FORBIDDEN',
-      403,
-      /deleted/,
-    );
+    await new Promise((r) => setTimeout(r, Math.max(0, doomedAt + 1200 - Date.now())));
+    await refused(kms.decrypt({ ciphertextBlob: doomed }), 'ERR_FORBIDDEN', 403, /deleted/);
     await refused(kms.generateDataKey({ keyId: 'k-doomed' }), 'ERR_FORBIDDEN', 403, /deleted/);
     assert.equal(
       (await d.m.op.request<{ status: string }>('GET', '/v1/keyrings/k-doomed')).status,
       'deleted',
     );
+  });
+
+  test('operator CLI: blindfold kms app/token/policy and keys delete/undelete', async () => {
+    const h = await tmpDir();
+    await symlink(d.home, join(h, 'manager'));
+    const cli = async (...args: string[]) =>
+      run(process.execPath, [BIN, ...args, '--home', h, '--manager', d.m.url], {
+        timeout: 60_000,
+      });
+    try {
+      // Each call starts a process: few calls, each checking what it printed.
+      const [id] = (await cli('kms', 'app', 'create', 'cli-app')).stdout.trim().split('\t');
+      assert.match(id!, /^app-[0-9a-f]{16}$/);
+      const created = await cli(
+        'kms',
+        'token',
+        'create',
+        id!,
+        '--scope',
+        'describe',
+        '--scope',
+        'decrypt',
+      );
+      const token = created.stdout.trim();
+      assert.match(token, /^bf-app-/);
+      const tokId = /token (tok-[0-9a-f]{16})/.exec(created.stderr)?.[1];
+      assert.ok(tokId, created.stderr);
+      const set = await cli(
+        'kms',
+        'policy',
+        'set',
+        'k-opt',
+        `${appId}=describe,manage`,
+        `${id}=describe`,
+      );
+      assert.match(set.stdout, new RegExp(`${id}\tdescribe`));
+      assert.match(set.stdout, new RegExp(`${appId}\tdescribe,manage`));
+      const viaCli = new KmsClient({ endpoint: d.url, token, retries: 0 });
+      assert.equal((await viaCli.describeKey('k-opt')).keyId, 'k-opt');
+      await cli('kms', 'token', 'revoke', tokId);
+      await refused(viaCli.describeKey('k-opt'), 'ERR_UNAUTHENTICATED', 401);
+      assert.match((await cli('keys', 'delete', 'k-opt', '--days', '30')).stdout, /unusable now/);
+      assert.notEqual((await kms.describeKey('k-opt')).deletionAt, null);
+      assert.match((await cli('keys', 'undelete', 'k-opt')).stdout, /cancelled/);
+      assert.equal((await kms.describeKey('k-opt')).deletionAt, null);
+      await assert.rejects(cli('kms', 'token', 'create', id!), /ERR_INVALID_ARGUMENT/);
+    } finally {
+      await cleanup(h);
+    }
   });
 
   test('OpenAPI document and reference page are served from the route table', async () => {

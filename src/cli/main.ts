@@ -15,6 +15,7 @@ import { loadRootKey } from '../manager/seal.ts';
 import type { StoredAuditEntry } from '../store/types.ts';
 import { cmdCluster, ensureIdentityFile, ensureKeyring, readIdentityFile } from './cluster.ts';
 import { decryptFile, encryptFile, rewrapFile } from './files.ts';
+import { cmdKeysDelete, cmdKms } from './kms.ts';
 
 const HELP: Record<string, string> = {
   main: `blindfold — a key manager that never sees the keys it manages
@@ -33,6 +34,8 @@ Commands:
   status             show the local deployment
   rewrap FILE        move a file to the newest key versions without re-encrypting it
   keys rotate        rotate a keyring's manager key or master key
+  keys delete NAME   schedule a keyring's deletion (keys undelete NAME cancels)
+  kms                applications, API tokens and key policies of the KMS API
   audit verify       verify the manager's audit hash chain
 
 Global options:
@@ -551,8 +554,15 @@ export async function main(argv: string[]): Promise<number> {
         await cmdRewrap(argv.slice(1));
         return 0;
       case 'keys':
+        if (sub === 'delete' || sub === 'undelete') {
+          await cmdKeysDelete({ home, operatorClient }, sub, rest);
+          return 0;
+        }
         if (sub !== 'rotate') usage('main', 'did you mean "blindfold keys rotate"?');
         await cmdKeysRotate(rest);
+        return 0;
+      case 'kms':
+        await cmdKms({ home, operatorClient }, argv.slice(1));
         return 0;
       case 'cluster':
         await cmdCluster(
