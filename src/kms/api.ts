@@ -61,7 +61,7 @@ const clientKey = b64(32, 'client-blinded key U = u·B (ristretto255)', 32);
 // Twice the limit in the schema: the handler answers ERR_TOO_LARGE (413) with the real limit.
 const blob = b64(2 * MAX_BLOB_BYTES, 'KMS ciphertext blob (SPEC.md §11.4)', 8);
 const versionFields = {
-  keyId: { type: 'string' },
+  keyId: { type: 'string', description: 'the key of the ciphertext' },
   keyVersion: { type: 'integer', description: 'master-key version that made the ciphertext' },
   managerVersion: { type: 'integer', description: 'manager-key version of the ciphertext' },
 };
@@ -225,7 +225,7 @@ export const KMS_ROUTES: KmsRoute[] = [
     status: 200,
     response: obj({
       ...versionFields,
-      ciphertextBlob: { type: 'string' },
+      ciphertextBlob: { type: 'string', description: 'the wrapped data key (base64url, §11.4)' },
       plaintext: { type: 'string', description: 'the data key (base64url)' },
       clientCiphertext: { type: 'string', description: 'Enc_U(S), 64 bytes (base64url)' },
     }),
@@ -273,7 +273,10 @@ export const KMS_ROUTES: KmsRoute[] = [
       'plaintext',
     ]),
     status: 200,
-    response: obj({ ...versionFields, ciphertextBlob: { type: 'string' } }),
+    response: obj({
+      ...versionFields,
+      ciphertextBlob: { type: 'string', description: 'KMS ciphertext blob (base64url)' },
+    }),
     errors: [...COMMON_ERRORS, 'ERR_NOT_FOUND'],
   },
   {
