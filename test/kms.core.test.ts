@@ -54,6 +54,10 @@ describe('encryption context', () => {
     );
     assert.notDeepEqual(contextHash({ a: 'bc' }), contextHash({ ab: 'c' }));
     assert.notDeepEqual(contextHash({}), contextHash({ a: '' }));
+    // "__proto__" is a key like any other (found by the property above).
+    const proto = JSON.parse('{"__proto__": "x"}') as Record<string, string>;
+    assert.deepEqual(Object.keys(decodeContext(encodeContext(proto))), ['__proto__']);
+    assert.notDeepEqual(contextHash(proto), contextHash({}));
   });
 
   test('limits and strict decoding', () => {

@@ -83,7 +83,13 @@ export function decodeContext(b: Uint8Array): EncryptionContext {
     if (prev && compareBytes(prev, k) >= 0) throw decodeErr('context not in canonical order');
     prev = k;
     try {
-      out[dec.decode(k)] = dec.decode(v);
+      // defineProperty: a key such as "__proto__" is an own property, never the prototype.
+      Object.defineProperty(out, dec.decode(k), {
+        value: dec.decode(v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     } catch {
       throw decodeErr('context is not valid UTF-8');
     }
