@@ -15,7 +15,9 @@
  *      (one cipher object per chunk, as the stream does) on one core;
  *   4. peak RSS of a child process that encrypts (and one that decrypts) a file;
  *   5. cluster (bench/cluster.ts): time to enroll a member (vouch + re-conceal) per mode, and
- *      recoveries per second with 1, 2 and 3 appliance processes against one manager.
+ *      recoveries per second with 1, 2 and 3 appliance processes against one manager;
+ *   7. KMS API (bench/kms.ts): GenerateDataKey and Decrypt per second, p50/p99, concurrency 8,
+ *      plain and client-blinded, against scalar mults/s.
  *
  * Default: short (≈1 min: 4 s per load point, 256 MB files). `--full`: 10 s per point, 1 GB files.
  * Overrides: `--seconds N` (per load point), `--size-mb N` (files).
@@ -687,6 +689,9 @@ async function main(): Promise<void> {
   // 7. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
   const { runLocationsBench } = await import('./locations.ts');
   report.locations = await runLocationsBench({ seconds: CFG.pointMs / 1000 });
+  // 8. KMS API (issue #6): GenerateDataKey / Decrypt, plain and client-blinded (bench/kms.ts).
+  const { runKmsBench } = await import('./kms.ts');
+  report.kms = await runKmsBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
   report.loadAverageAtEnd = os.loadavg();

@@ -20,7 +20,9 @@ import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
 import { type ChainBlind, chainMode, chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { type DecodedHeader, decodeHeader, type HeaderFields } from '../core/format.ts';
+import type { Point, Scalar } from '../core/group.ts';
 import { sha256 } from '../core/hash.ts';
+import { decodeClientKey, kmsEntropy, unblindForClient } from '../core/kms.ts';
 import { getSplitOperator } from '../core/operators.ts';
 import {
   homMode,
@@ -226,6 +228,38 @@ interface KeyringInfo {
 export interface NewItem {
   fields: Omit<HeaderFields, 'fileNonce'>;
   kek: Uint8Array;
+}
+
+/** An application's call relayed to the manager's KMS routes (SPEC.md §11.7). */
+export interface KmsCall {
+  token: string;
+  operation: string;
+  contextHash: Uint8Array;
+  clientKey?: Uint8Array;
+}
+
+export interface KmsItem {
+  fields: {
+    scheme: number;
+    mode: number;
+    keyring: string;
+    masterVersion: number;
+    managerVersion: number;
+    itemId: Uint8Array;
+    nonce: Uint8Array;
+    ticket: Uint8Array;
+  };
+  kek?: Uint8Array;
+  clientCiphertext?: Uint8Array;
+}
+
+function kmsBody(call: KmsCall): Record<string, unknown> {
+  return {
+    appToken: call.token,
+    operation: call.operation,
+    contextHash: toB64u(call.contextHash),
+    ...(call.clientKey ? { clientKey: toB64u(call.clientKey) } : {}),
+  };
 }
 
 export interface ApplianceOptions {
@@ -953,6 +987,129 @@ export class Appliance {
     const kek = itemKek(secret, ref);
     zeroize(secret);
     return kek;
+  }
+
+  /**
+   * KMS sub-process II (SPEC.md §11): like newItem, relayed with the application's token through
+   * the manager's KMS route; the entropy is nonce ‖ contextHash. With a client key the manager
+   * answers Enc_U(Y) and this appliance removes its blind on the ciphertext: it never holds S_i
+   * (SPEC.md §5.8) and returns Enc_U(S_i) instead of a KEK.
+   */
+  async kmsNewItem(keyring: string, call: KmsCall, nonce: Uint8Array): Promise<KmsItem> {
+    const { ks, c } = this.concealment(keyring);
+    const U = this.checkClientKey(ks, call.clientKey);
+    const entropy = kmsEntropy(nonce, call.contextHash);
+    const body: Record<string, unknown> = {
+      ...kmsBody(call),
+      keyring,
+      itemId: toB64u(randomBytes(16)),
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      entropy: toB64u(entropy),
+    };
+    const prepared = this.prepare(ks, c);
+    if (prepared.blinded) body.blinded = prepared.blinded;
+    const out = await this.client.request<{ itemId: string; ticket: string; answer: string }>(
+      'POST',
+      '/v1/kms/items',
+      body,
+      { idempotent: true },
+    );
+    const ref: ItemRef = {
+      keyring,
+      itemId: fromB64u(out.itemId, 'itemId'),
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      entropy,
+    };
+    const fields = {
+      scheme: this.schemeCode(ks),
+      mode: MODE_CODES[ks.mode],
+      keyring,
+      masterVersion: c.masterVersion,
+      managerVersion: c.managerVersion,
+      itemId: ref.itemId,
+      nonce,
+      ticket: fromB64u(out.ticket, 'ticket'),
+    };
+    const answer = fromB64u(out.answer, 'answer');
+    if (U) return { fields, clientCiphertext: this.forClient(ks, c, prepared, answer, U) };
+    return { fields, kek: this.finish(ks, c, prepared, answer, ref) };
+  }
+
+  /** KMS sub-process III: the KEK (or Enc_U(S_i)) of the item a KMS blob names. */
+  async kmsOpenItem(
+    f: {
+      scheme: number;
+      mode: number;
+      keyring: string;
+      masterVersion: number;
+      managerVersion: number;
+      itemId: Uint8Array;
+      nonce: Uint8Array;
+      ticket: Uint8Array;
+    },
+    call: KmsCall,
+  ): Promise<{ kek?: Uint8Array; clientCiphertext?: Uint8Array }> {
+    const { ks, c } = this.concealment(f.keyring, f.masterVersion, f.managerVersion);
+    if (f.mode !== MODE_CODES[ks.mode] || f.scheme !== this.schemeCode(ks)) {
+      throw new BlindfoldError(
+        'ERR_DECODE',
+        'the ciphertext names a mode or scheme this key does not use',
+      );
+    }
+    const U = this.checkClientKey(ks, call.clientKey);
+    const ref: ItemRef = {
+      keyring: f.keyring,
+      itemId: f.itemId,
+      masterVersion: f.masterVersion,
+      managerVersion: f.managerVersion,
+      entropy: kmsEntropy(f.nonce, call.contextHash),
+    };
+    const prepared = this.prepare(ks, c);
+    const body: Record<string, unknown> = {
+      ...kmsBody(call),
+      keyring: f.keyring,
+      itemId: toB64u(f.itemId),
+      masterVersion: f.masterVersion,
+      managerVersion: f.managerVersion,
+      entropy: toB64u(ref.entropy),
+      ticket: toB64u(f.ticket),
+    };
+    if (prepared.blinded) body.blinded = prepared.blinded;
+    const out = await this.client.request<{ answer: string }>('POST', '/v1/kms/recover', body, {
+      idempotent: true,
+    });
+    const answer = fromB64u(out.answer, 'answer');
+    if (U) return { clientCiphertext: this.forClient(ks, c, prepared, answer, U) };
+    return { kek: this.finish(ks, c, prepared, answer, ref) };
+  }
+
+  private checkClientKey(ks: KeyringState, clientKey?: Uint8Array): Point | undefined {
+    if (clientKey === undefined) return undefined;
+    if (ks.mode === 'split' || ks.scheme !== 'ec-elgamal') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        `client-blinded keys need an ec-elgamal key in mode hom2 or hom2-opt; this key is ${ks.scheme} in ${ks.mode}`,
+      );
+    }
+    return decodeClientKey(clientKey);
+  }
+
+  /** Removes our blind ρ (hom2: per request; hom2-opt: β_A) on the ciphertext Enc_U(ρ·S_i). */
+  private forClient(
+    ks: KeyringState,
+    c: Concealment,
+    prepared: { blind?: unknown },
+    answer: Uint8Array,
+    U: Point,
+  ): Uint8Array {
+    const rho = (ks.mode === 'hom2' ? prepared.blind : this.decodedFor(ks, c).blind) as Scalar;
+    try {
+      return unblindForClient(answer, rho, U);
+    } finally {
+      if (ks.mode === 'hom2') zeroize(rho);
+    }
   }
 
   private schemeCode(ks: KeyringState): number {

@@ -32,6 +32,8 @@ export interface ApplianceRunOptions {
    * for imports every `pollMs` (default 1000). Off unless asked for ("blindfold up" turns it on).
    */
   consoleImports?: boolean | { pollMs?: number };
+  /** Browser origins allowed to call the KMS API (SPEC.md §11.8). */
+  kmsCorsOrigins?: string[];
 }
 
 export interface RunningAppliance {
@@ -93,6 +95,7 @@ export async function startAppliance(o: ApplianceRunOptions): Promise<RunningApp
     logger: o.logger,
     member,
     importKeyFingerprint: () => imports?.fingerprint(),
+    kmsCorsOrigins: o.kmsCorsOrigins,
   });
   await app.listen({ host: '127.0.0.1', port: o.port ?? 7301 });
   const addr = app.server.address();

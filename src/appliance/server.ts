@@ -12,6 +12,7 @@ import { equalBytes, fromB64u, toB64u, utf8, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { decodeHeader, freshFileSecrets } from '../core/format.ts';
 import { sha256 } from '../core/hash.ts';
+import { registerKmsApi } from '../kms/api.ts';
 import {
   b64u,
   errorResponses,
@@ -32,6 +33,8 @@ export interface LocalServerOptions {
   member?: ClusterMember;
   /** The console import key's fingerprint, when console imports are on (SPEC.md §5.9). */
   importKeyFingerprint?: () => string | undefined;
+  /** Browser origins allowed to call the KMS API (SPEC.md §11.8). */
+  kmsCorsOrigins?: string[];
 }
 
 export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyInstance> {
@@ -40,6 +43,8 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
     logger: o.logger ?? false,
     bodyLimit: 1 << 20,
     genReqId: () => crypto.randomUUID(),
+    // Schemas are contracts: unknown fields are refused, not dropped, and no type coercion.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
   installErrorHandling(app);
   installMetrics(app, metrics, 'appliance');
@@ -60,6 +65,9 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
   };
 
   app.get('/health', async () => ({ status: 'ok' }));
+  // The KMS API for applications (SPEC.md §11), authenticated by application tokens that the
+  // manager checks; the local token below does not open it.
+  registerKmsApi(app, { appliance: o.appliance, corsOrigins: o.kmsCorsOrigins });
   if (o.member) registerLocalClusterRoutes(app, { member: o.member, auth });
   app.get('/metrics', async (_r, reply) => {
     void reply.header('content-type', 'text/plain; version=0.0.4');

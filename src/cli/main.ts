@@ -15,6 +15,7 @@ import { loadRootKey } from '../manager/seal.ts';
 import type { StoredAuditEntry } from '../store/types.ts';
 import { cmdCluster, ensureIdentityFile, ensureKeyring, readIdentityFile } from './cluster.ts';
 import { decryptFile, encryptFile, rewrapFile } from './files.ts';
+import { cmdKeysDelete, cmdKms } from './kms.ts';
 
 const HELP: Record<string, string> = {
   main: `blindfold — a key manager that never sees the keys it manages
@@ -34,6 +35,8 @@ Commands:
   status             show the local deployment
   rewrap FILE        move a file to the newest key versions without re-encrypting it
   keys rotate        rotate a keyring's manager key or master key
+  keys delete NAME   schedule a keyring's deletion (keys undelete NAME cancels)
+  kms                applications, API tokens and key policies of the KMS API
   audit verify       verify the manager's audit hash chain
 
 Global options:
@@ -83,13 +86,16 @@ for the voucher or another member to serve it). The plain master key is never st
 Creates the appliance's identity key (DIR/identity.key, 0600) if absent and prints its
 fingerprint, for "blindfold cluster invite --fingerprint" or an allow-listed credential.
 `,
-  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS] [--console-imports]
+  'appliance run': `Usage: blindfold appliance run [--home DIR] [--port 7301] [--cache-size N] [--cache-ttl SECONDS]
+                              [--console-imports] [--kms-cors ORIGIN[,ORIGIN...]]
 
-Serves the local API on 127.0.0.1 (token in DIR/local-api.token). Item keys live in memory only
-while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
+Serves the local API on 127.0.0.1 (token in DIR/local-api.token) and the KMS API for
+applications under /kms/v1 (application tokens; reference at /kms/v1/docs). Item keys live in
+memory only while a request uses them; --cache-size N (default 0: off) keeps up to N item keys for
 --cache-ttl seconds (default 60), wiped on eviction. --console-imports accepts master keys
 entered in the web console (SPEC.md §5.9): the appliance publishes an import key, whose
 fingerprint "blindfold status" shows, and polls the manager for imports sealed to it.
+--kms-cors lets browser pages of those origins call the KMS API.
 `,
   encrypt: `Usage: blindfold encrypt FILE|- [-o OUT|-] [--keyring default] [--home DIR]
 
@@ -343,6 +349,7 @@ async function cmdApplianceRun(args: string[]) {
     'cache-size': { type: 'string' },
     'cache-ttl': { type: 'string' },
     'console-imports': { type: 'boolean' },
+    'kms-cors': { type: 'string' },
   });
   if (values.help) return console.log(HELP['appliance run']);
   const h = values.home ? resolve(values.home) : join(home(values), 'appliance');
@@ -355,6 +362,9 @@ async function cmdApplianceRun(args: string[]) {
       ttlMs: 1000 * int(values['cache-ttl'], '--cache-ttl', 60),
     },
     consoleImports: values['console-imports'] === true,
+    kmsCorsOrigins: values['kms-cors']
+      ? values['kms-cors'].split(',').map((x: string) => x.trim())
+      : undefined,
   });
   console.error(`blindfold appliance ${a.appliance.id} local API on ${a.url}`);
   await waitForSignal(() => a.close());
@@ -549,8 +559,15 @@ export async function main(argv: string[]): Promise<number> {
         await cmdRewrap(argv.slice(1));
         return 0;
       case 'keys':
+        if (sub === 'delete' || sub === 'undelete') {
+          await cmdKeysDelete({ home, operatorClient }, sub, rest);
+          return 0;
+        }
         if (sub !== 'rotate') usage('main', 'did you mean "blindfold keys rotate"?');
         await cmdKeysRotate(rest);
+        return 0;
+      case 'kms':
+        await cmdKms({ home, operatorClient }, argv.slice(1));
         return 0;
       case 'cluster':
         await cmdCluster(

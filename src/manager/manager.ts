@@ -14,7 +14,9 @@ import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../clust
 import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
 import { chainMode, chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
+import type { Point } from '../core/group.ts';
 import { sha256 } from '../core/hash.ts';
+import { decodeClientKey, encryptToClient } from '../core/kms.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
 import {
   homMode,
@@ -112,6 +114,8 @@ export interface RecoverInput {
   entropy: Uint8Array;
   ticket: Uint8Array;
   blinded?: Uint8Array;
+  /** Client-blinded key U (SPEC.md §5.8): the answer is then Enc_U(Y), 64 bytes. */
+  clientKey?: Uint8Array;
 }
 
 export interface CreateItemInput {
@@ -123,6 +127,8 @@ export interface CreateItemInput {
   entropy: Uint8Array;
   blinded?: Uint8Array;
   ttlSeconds?: number;
+  /** Client-blinded key U (SPEC.md §5.8): the answer is then Enc_U(Y), 64 bytes. */
+  clientKey?: Uint8Array;
 }
 
 interface KeyringKeys {
@@ -500,8 +506,8 @@ export class Manager {
     return k;
   }
 
-  /** The keyring, refused if it was deleted (destroying it first if its deletion is due). */
-  private async liveKeyring(name: string): Promise<KeyringRecord> {
+  /** @internal The keyring, refused if it was deleted (destroying it first if its deletion is due). */
+  async liveKeyring(name: string): Promise<KeyringRecord> {
     let k = this.keyring(name);
     if (k.status !== 'deleted' && k.deletionAt != null && k.deletionAt <= this.now()) {
       await this.destroyIfDue(name);
@@ -1087,7 +1093,7 @@ export class Manager {
     };
     const keys = await this.keysFor(k.name, managerVersion);
     const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
-    const answer = this.answer(appKey, keys, ref, input.blinded, via);
+    const answer = this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
     try {
       await this.d.store.insertItem({
         keyring: k.name,
@@ -1174,7 +1180,7 @@ export class Manager {
         input.managerVersion,
         input.masterVersion,
       );
-      const answer = this.answer(appKey, keys, ref, input.blinded, via);
+      const answer = this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
       await this.d.audit.record({
         actor: applianceId,
         action: 'item.recover',
@@ -1208,7 +1214,20 @@ export class Manager {
     ref: ItemRef,
     blinded?: Uint8Array,
     via?: { aux?: Uint8Array },
+    clientKey?: Uint8Array,
   ): Uint8Array {
+    let U: Point | undefined;
+    if (clientKey !== undefined) {
+      // Client-blinded keys exist only where the answer is a group element whose blind the
+      // appliance can remove on a ciphertext: ec-elgamal in hom2 and hom2-opt (SPEC.md §5.8).
+      if ((key.mode !== 'hom2' && key.mode !== 'hom2-opt') || key.scheme.id !== 'ec-elgamal') {
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          'client-blinded keys need an ec-elgamal keyring in mode hom2 or hom2-opt',
+        );
+      }
+      U = decodeClientKey(clientKey);
+    }
     if (key.mode === 'hom3' || key.mode === 'homN') {
       // Only the keyring's last blinder may bring these requests (checked in relay): a direct
       // request would skip the blinders and let the appliance read M ⊕ R (SPEC.md §5.4).
@@ -1234,7 +1253,7 @@ export class Manager {
       const ct = key.scheme.decodeCiphertext(key.pk, blinded);
       this.groupOps++;
       const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
-      return key.scheme.encodePlaintext(key.pk, y);
+      return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
     }
     if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
     if (key.x === null) {
@@ -1245,7 +1264,7 @@ export class Manager {
     }
     this.groupOps++;
     const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
-    return key.scheme.encodePlaintext(key.pk, y);
+    return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
   }
 
   /**

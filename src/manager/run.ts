@@ -11,6 +11,7 @@ import type { AttestationVerifier } from '../cluster/credentials.ts';
 import { fromB64u, toB64u, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
+import { KmsService, type RateLimit } from '../kms/service.ts';
 import { Metrics } from '../server/common.ts';
 import { openPostgresStore } from '../store/postgres.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
@@ -134,8 +135,10 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
     throw e;
   }
   const metrics = new Metrics();
+  const kms = new KmsService({ store, audit, manager, rate: kmsRateFromEnv(process.env) });
   const app = await buildManagerServer({
     manager,
+    kms,
     store,
     operatorTokenHash: sha256(utf8(operatorToken)),
     caPem: pki.caCertPem,
@@ -173,6 +176,14 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       await store.close();
     },
   };
+}
+
+/** Per-application KMS rate limit (SPEC.md §11.6): BLINDFOLD_KMS_RATE / BLINDFOLD_KMS_BURST. */
+function kmsRateFromEnv(env: NodeJS.ProcessEnv): RateLimit | undefined {
+  const n = (v: string | undefined) => (v !== undefined && /^\d{1,7}$/.test(v) ? Number(v) : 0);
+  const rate = n(env.BLINDFOLD_KMS_RATE);
+  if (rate <= 0) return undefined;
+  return { ratePerSecond: rate, burst: Math.max(1, n(env.BLINDFOLD_KMS_BURST) || 2 * rate) };
 }
 
 function deletionDayFromEnv(env: NodeJS.ProcessEnv): number | undefined {

@@ -17,6 +17,8 @@ import { registerConsole } from '../console/serve.ts';
 import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
+import { registerKmsManagerRoutes } from '../kms/manager-routes.ts';
+import type { KmsService } from '../kms/service.ts';
 import {
   applianceRecordProperties,
   b64u,
@@ -44,6 +46,8 @@ export interface ManagerServerOptions {
   bodyLimit?: number;
   /** Request-history sampling for the console charts (default every 5 s, one hour kept). */
   historyIntervalMs?: number;
+  /** The KMS control point (SPEC.md §11); its routes are served when given. */
+  kms?: KmsService;
 }
 
 const peerCache = new WeakMap<object, string>();
@@ -524,6 +528,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   // The web console's static page and bundle (src/console), same origin as this API.
   registerConsole(app);
   registerChainRoutes(app, { manager, operator, caPem: opts.caPem, peerFingerprint });
+  if (opts.kms) registerKmsManagerRoutes(app, { kms: opts.kms, operator, appliance });
 
   // -- operator: audit -------------------------------------------------------------------------
   const auditOut = {
