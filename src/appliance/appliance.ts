@@ -48,6 +48,7 @@ import { keyStatement } from '../manager/manager.ts';
 import { generateIdentity, type Identity, spkiFingerprint } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { createJsonClient, type JsonClient } from './client.ts';
+import { type Coalescer, type CoalescerOptions, createCoalescer } from './coalesce.ts';
 
 export interface Concealment {
   masterVersion: number;
@@ -272,6 +273,12 @@ export interface ApplianceOptions {
    * uses it, T2). Bounded in entries and time; evicted keys are wiped.
    */
   cache?: { maxEntries: number; ttlMs: number };
+  /**
+   * Recovery coalescing (src/appliance/coalesce.ts): concurrent openItem calls share one
+   * `POST /v1/recover/batch` request. On by default (a lone request is sent at once); `false`
+   * sends every recovery as its own `POST /v1/recover`.
+   */
+  batch?: CoalescerOptions | false;
 }
 
 /** A bounded, expiring KEK cache whose evictions zeroize the key. */
@@ -334,6 +341,8 @@ export class Appliance {
     { pk: unknown; concealed: unknown; blind?: unknown }
   >();
 
+  private readonly recoverer?: Coalescer<Record<string, unknown>, string>;
+
   constructor(private readonly o: ApplianceOptions) {
     this.state = o.state;
     this.dir = o.dir;
@@ -346,6 +355,18 @@ export class Appliance {
       certPem: o.state.certificatePem,
       keyPem: o.state.identityKeyPem,
     });
+    if (o.batch !== false) {
+      this.recoverer = createCoalescer<Record<string, unknown>, string>(async (requests) => {
+        const out = await this.client.request<{
+          results: { answer?: string; error?: { code: string; message: string } }[];
+        }>('POST', '/v1/recover/batch', { requests }, { idempotent: true });
+        return out.results.map((r) =>
+          typeof r.answer === 'string'
+            ? { ok: r.answer }
+            : { error: r.error ?? { code: 'ERR_INTERNAL', message: 'empty batch result' } },
+        );
+      }, o.batch);
+    }
   }
 
   close(): void {
@@ -739,9 +760,19 @@ export class Appliance {
       ticket: toB64u(f.ticket),
     };
     if (prepared.blinded) body.blinded = prepared.blinded;
-    const out = await this.client.request<{ answer: string }>('POST', '/v1/recover', body, {
-      idempotent: true,
-    });
+    let answer: string;
+    try {
+      answer = this.recoverer
+        ? await this.recoverer.submit(body)
+        : (
+            await this.client.request<{ answer: string }>('POST', '/v1/recover', body, {
+              idempotent: true,
+            })
+          ).answer;
+    } catch (e) {
+      if (prepared.blind !== undefined) getScheme(ks.scheme).wipeBlind(prepared.blind);
+      throw e;
+    }
     const ref: ItemRef = {
       keyring: f.keyring,
       itemId: f.itemId,
@@ -749,7 +780,7 @@ export class Appliance {
       managerVersion: f.managerKeyVersion,
       entropy: f.itemData,
     };
-    const kek = this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+    const kek = this.finish(ks, c, prepared, fromB64u(answer, 'answer'), ref);
     this.cache?.set(cacheKey, kek);
     return kek;
   }

@@ -1,0 +1,310 @@
+/**
+ * Recovery coalescing (src/appliance/coalesce.ts, issue #9): bounds on batch size and delay,
+ * per-item errors stay per item, a failed batch settles each of its items exactly once (nothing
+ * lost, nothing sent twice), as properties over random arrivals and failures; then end to end
+ * against a real manager process: concurrent openItem calls share `POST /v1/recover/batch`
+ * requests, each gets its own KEK, and one item with a forged ticket fails alone.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
+import { Appliance, enrollAppliance } from '../src/appliance/appliance.ts';
+import { type BatchResult, createCoalescer } from '../src/appliance/coalesce.ts';
+import { sealFileHeader } from '../src/appliance/stream.ts';
+import { equalBytes } from '../src/core/bytes.ts';
+import { BlindfoldError } from '../src/core/errors.ts';
+import { decodeHeader, encodeHeader, freshFileSecrets } from '../src/core/format.ts';
+import {
+  cleanup,
+  createKeyring,
+  type ManagerProcess,
+  newRootKey,
+  startManagerProcess,
+  tmpDir,
+} from './helpers/deploy.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('coalescer', () => {
+  test('batches never exceed maxItems; every item gets its own answer', async () => {
+    const sizes: number[] = [];
+    const c = createCoalescer<number, number>(
+      async (items) => {
+        sizes.push(items.length);
+        await sleep(1);
+        return items.map((i) => ({ ok: i * 2 }));
+      },
+      { maxItems: 7, maxDelayMs: 5 },
+    );
+    const out = await Promise.all(Array.from({ length: 100 }, (_, i) => c.submit(i)));
+    assert.deepEqual(
+      out,
+      Array.from({ length: 100 }, (_, i) => i * 2),
+    );
+    assert.ok(Math.max(...sizes) <= 7, `largest batch ${Math.max(...sizes)}`);
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      100,
+    );
+    assert.ok(sizes.length >= Math.ceil(100 / 7));
+  });
+
+  test('a lone item leaves at once; items wait at most maxDelayMs while the sender is busy', async () => {
+    const sentAt: number[][] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const c = createCoalescer<number, number>(
+      async (items) => {
+        sentAt.push(items.map(() => performance.now()));
+        if (items[0] === 0) await held; // the first batch hangs: the sender stays busy
+        return items.map((i) => ({ ok: i }));
+      },
+      { maxItems: 64, maxDelayMs: 30, maxInFlight: 1 },
+    );
+    const t0 = performance.now();
+    const first = c.submit(0);
+    await sleep(5);
+    assert.equal(sentAt.length, 1, 'an idle coalescer sends without waiting for the delay');
+    assert.ok(sentAt[0]![0]! - t0 < 25);
+    const t1 = performance.now();
+    const later = [c.submit(1), c.submit(2), c.submit(3)];
+    await Promise.all(later); // answered although the first batch is still in flight
+    assert.equal(sentAt.length, 2);
+    const waited = sentAt[1]![0]! - t1;
+    assert.ok(waited >= 29, `sent after ${waited} ms, before the delay`);
+    assert.ok(waited < 1000, `waited ${waited} ms`);
+    release();
+    assert.equal(await first, 0);
+    assert.deepEqual(c.stats(), { queued: 0, inFlight: 0, batches: 2, largest: 3 });
+  });
+
+  test('a full batch leaves without waiting for the delay', async () => {
+    const sizes: number[] = [];
+    const c = createCoalescer<number, number>(
+      async (items) => {
+        sizes.push(items.length);
+        return items.map((i) => ({ ok: i }));
+      },
+      { maxItems: 4, maxDelayMs: 60_000, maxInFlight: 1 },
+    );
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 12 }, (_, i) => c.submit(i)));
+    assert.ok(performance.now() - t0 < 5000);
+    assert.deepEqual(sizes, [4, 4, 4]);
+  });
+
+  test('per-item errors stay per item, with their code', async () => {
+    const c = createCoalescer<number, number>(async (items) =>
+      items.map(
+        (i): BatchResult<number> =>
+          i % 3 === 0
+            ? { error: { code: 'ERR_TICKET_INVALID', message: `bad ticket ${i}` } }
+            : { ok: i },
+      ),
+    );
+    const out = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => c.submit(i)));
+    out.forEach((r, i) => {
+      if (i % 3 === 0) {
+        assert.equal(r.status, 'rejected');
+        const e = (r as PromiseRejectedResult).reason as BlindfoldError;
+        assert.equal(e.code, 'ERR_TICKET_INVALID');
+        assert.equal(e.message, `bad ticket ${i}`);
+      } else {
+        assert.deepEqual(r, { status: 'fulfilled', value: i });
+      }
+    });
+  });
+
+  test('an answer with the wrong number of results fails its batch, not others', async () => {
+    let n = 0;
+    const c = createCoalescer<number, number>(
+      async (items) => (n++ === 0 ? [] : items.map((i) => ({ ok: i }))),
+      { maxItems: 3 },
+    );
+    const out = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => c.submit(i)));
+    assert.deepEqual(
+      out.map((r) => r.status),
+      ['rejected', 'rejected', 'rejected', 'fulfilled', 'fulfilled'],
+    );
+    assert.equal(((out[0] as PromiseRejectedResult).reason as BlindfoldError).code, 'ERR_INTERNAL');
+  });
+
+  test('invalid bounds are refused', () => {
+    const send = async () => [];
+    for (const o of [
+      { maxItems: 0 },
+      { maxItems: 257 },
+      { maxItems: 1.5 },
+      { maxDelayMs: -1 },
+      { maxDelayMs: Number.NaN },
+      { maxInFlight: 0 },
+    ]) {
+      assert.throws(
+        () => createCoalescer(send, o),
+        (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_INVALID_ARGUMENT',
+      );
+    }
+  });
+
+  test('property: every item is sent once and settles once, with its own result, whatever fails', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 60 }), // gaps (ms)
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 20 }), // batch k fails?
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (gaps, failures, maxItems, maxInFlight) => {
+          const sent = new Map<number, number>();
+          let batch = 0;
+          const c = createCoalescer<number, string>(
+            async (items) => {
+              const k = batch++;
+              for (const i of items) sent.set(i, (sent.get(i) ?? 0) + 1);
+              assert.ok(items.length <= maxItems);
+              await sleep(items.length % 2);
+              if (failures[k % failures.length]) {
+                throw new BlindfoldError('ERR_UNAVAILABLE', `batch ${k} lost`);
+              }
+              return items.map((i) =>
+                i % 5 === 4
+                  ? { error: { code: 'ERR_NOT_FOUND', message: `no ${i}` } }
+                  : { ok: `a${i}` },
+              );
+            },
+            { maxItems, maxDelayMs: 2, maxInFlight },
+          );
+          const settled = new Map<number, number>();
+          const promises: Promise<void>[] = [];
+          for (let i = 0; i < gaps.length; i++) {
+            if (gaps[i]! > 0) await sleep(gaps[i]! - 1);
+            promises.push(
+              c.submit(i).then(
+                (v) => {
+                  assert.equal(v, `a${i}`);
+                  settled.set(i, (settled.get(i) ?? 0) + 1);
+                },
+                (e: BlindfoldError) => {
+                  assert.ok(
+                    e.code === 'ERR_UNAVAILABLE' || (e.code === 'ERR_NOT_FOUND' && i % 5 === 4),
+                  );
+                  settled.set(i, (settled.get(i) ?? 0) + 1);
+                },
+              ),
+            );
+          }
+          await Promise.all(promises);
+          await sleep(1);
+          for (let i = 0; i < gaps.length; i++) {
+            assert.equal(sent.get(i), 1, `item ${i} sent ${sent.get(i) ?? 0} times`);
+            assert.equal(settled.get(i), 1, `item ${i} settled ${settled.get(i) ?? 0} times`);
+          }
+          assert.equal(c.stats().queued, 0);
+          assert.equal(c.stats().inFlight, 0);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('coalesced recoveries against a real manager (mTLS)', () => {
+  let m: ManagerProcess;
+  let home: string;
+  let adir: string;
+  let a: Appliance;
+
+  before(async () => {
+    home = await tmpDir();
+    adir = await tmpDir();
+    m = await startManagerProcess({ home, rootKey: newRootKey() });
+    const { token } = await m.op.request<{ token: string }>('POST', '/v1/enrollments', {});
+    const state = await enrollAppliance({
+      dir: adir,
+      managerUrl: m.url,
+      caPem: m.caPem,
+      token,
+      name: 'batcher',
+    });
+    a = new Appliance({ dir: adir, state, batch: { maxItems: 16, maxDelayMs: 5 } });
+  });
+
+  after(async () => {
+    a?.close();
+    await m?.stop();
+    await cleanup(home, adir);
+  });
+
+  for (const [mode, scheme] of [
+    ['hom2', 'ec-elgamal'],
+    ['split', 'xor'],
+  ] as const) {
+    test(`${mode}: concurrent openItem share batches; a forged ticket fails alone`, async () => {
+      const keyring = `co-${mode}`;
+      await createKeyring(m, keyring, mode, scheme);
+      await a.initKeyring(keyring);
+      const items: { header: Uint8Array; kek: Uint8Array }[] = [];
+      for (let i = 0; i < 40; i++) {
+        const it = await a.newItem(keyring);
+        const { dek, fileNonce } = freshFileSecrets();
+        items.push({
+          header: sealFileHeader({ ...it.fields, fileNonce }, it.kek, dek),
+          kek: it.kek,
+        });
+      }
+      // Item 7's ticket is forged: a flipped bit in its MAC.
+      const h7 = decodeHeader(items[7]!.header);
+      const ticket = h7.fields.ticket.slice();
+      ticket[ticket.length - 1]! ^= 1;
+      const forged = encodeHeader({ ...h7.fields, ticket }, h7.wrap);
+      const recoverer = (a as unknown as { recoverer: { stats(): { batches: number } } }).recoverer;
+      const before = recoverer.stats().batches;
+      const out = await Promise.allSettled(
+        items.map((it, i) => a.openItem(i === 7 ? forged : it.header)),
+      );
+      const batches = recoverer.stats().batches - before;
+      assert.ok(batches < 40, `${batches} batches for 40 concurrent recoveries`);
+      out.forEach((r, i) => {
+        if (i === 7) {
+          assert.equal(r.status, 'rejected');
+          assert.equal(
+            ((r as PromiseRejectedResult).reason as BlindfoldError).code,
+            'ERR_TICKET_INVALID',
+          );
+        } else {
+          assert.equal(r.status, 'fulfilled', String((r as PromiseRejectedResult).reason));
+          assert.ok(equalBytes((r as PromiseFulfilledResult<Uint8Array>).value, items[i]!.kek));
+        }
+      });
+    });
+  }
+
+  test('a batch that cannot be delivered fails each of its items once, and the next one works', async () => {
+    const keyring = 'co-down';
+    await createKeyring(m, keyring, 'hom2', 'ec-elgamal');
+    await a.initKeyring(keyring);
+    const it = await a.newItem(keyring);
+    const { dek, fileNonce } = freshFileSecrets();
+    const header = sealFileHeader({ ...it.fields, fileNonce }, it.kek, dek);
+    // An appliance pointed at a port where nothing listens: the batch request gets no answer.
+    const dead = new Appliance({
+      dir: adir,
+      state: { ...a.state, managerUrl: 'https://127.0.0.1:1' },
+      batch: { maxItems: 4, maxDelayMs: 1 },
+    });
+    try {
+      const out = await Promise.allSettled(Array.from({ length: 6 }, () => dead.openItem(header)));
+      for (const r of out) {
+        assert.equal(r.status, 'rejected');
+        assert.equal(
+          ((r as PromiseRejectedResult).reason as BlindfoldError).code,
+          'ERR_UNAVAILABLE',
+        );
+      }
+    } finally {
+      dead.close();
+    }
+    assert.ok(equalBytes(await a.openItem(header), it.kek));
+  });
+});
