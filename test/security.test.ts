@@ -164,6 +164,11 @@ describe('threat model, 2-location modes', () => {
       o?: { idempotent?: boolean },
     ) => {
       if (path === '/v1/recover') seen.push((body as { blinded: string }).blinded);
+      // Coalesced recoveries (src/appliance/coalesce.ts) travel as one batch request.
+      if (path === '/v1/recover/batch') {
+        for (const r of (body as { requests: { blinded: string }[] }).requests)
+          seen.push(r.blinded);
+      }
       return orig(method, path, body, o);
     }) as typeof a.client.request;
     try {

@@ -59,6 +59,10 @@ In production, give the manager its root key from outside its data directory
   manager: `Usage: blindfold manager [--home DIR] [--host 127.0.0.1] [--port 7300]
                          [--store sqlite|sqlite:PATH|postgres://USER@HOST:PORT/DB]
                          [--hostname NAME ...] [--root-key-file FILE] [--insecure-http]
+                         [--workers N]
+
+--workers sets the worker threads that run the group operations of recoveries and item
+creations (default: one per core, none on a single core; 0 runs them on the main thread).
 
 --hostname adds a DNS name or IP address to the server certificate (repeat it for several), for
 appliances that reach the manager by a name other than localhost.
@@ -214,6 +218,7 @@ async function cmdManager(args: string[]) {
     'root-key-file': { type: 'string' },
     'insecure-http': { type: 'boolean' },
     hostname: { type: 'string', multiple: true },
+    workers: { type: 'string' },
   });
   if (values.help) return console.log(HELP.manager);
   const h = values.home ? resolve(values.home) : join(home(values), 'manager');
@@ -234,6 +239,7 @@ async function cmdManager(args: string[]) {
     store: values.store,
     insecureHttp: values['insecure-http'],
     hostnames: values.hostname,
+    workers: values.workers === undefined ? undefined : int(values.workers, '--workers', 0),
     logger: { level: process.env.BLINDFOLD_LOG ?? 'warn' },
   });
   const { writeFileAtomic } = await import('../util/atomic.ts');

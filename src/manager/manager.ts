@@ -26,6 +26,7 @@ import {
   itemContext,
   type Mode,
   reconceal,
+  shareSeed,
   splitMode,
 } from '../core/protocol.ts';
 import { getScheme } from '../core/schemes/index.ts';
@@ -34,7 +35,9 @@ import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
 import { nodeGeneratePrime } from '../platform/node-primes.ts';
 import type { ApplianceRecord, BlinderRecord, KeyringRecord, Store } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
+import { type GroupJob, runGroupJob } from './group-ops.ts';
 import { ImportService } from './imports.ts';
+import type { GroupPool } from './pool.ts';
 
 export interface Sealer {
   seal(name: string, plaintext: Uint8Array): Uint8Array;
@@ -66,6 +69,8 @@ export interface ManagerDeps {
    * it (BLINDFOLD_DELETION_DAY_MS) to see a deletion come due; production never sets it.
    */
   deletionDayMs?: number;
+  /** Where the hot-path group operations run (default: inline, on the calling thread). */
+  pool?: GroupPool;
 }
 
 /** Pending window of a scheduled keyring deletion, in days (SPEC.md §7.4). */
@@ -146,6 +151,9 @@ export type ApplianceKey =
       sk: unknown;
       publicKey: Uint8Array;
       x: unknown | null; // X_A for hom2-opt
+      /** sk and X_A encoded once, for the group jobs (src/manager/group-ops.ts). */
+      skBytes: Uint8Array;
+      xBytes: Uint8Array | null;
     };
 
 const DEFAULT_SCHEME: Record<Mode, string> = {
@@ -982,6 +990,7 @@ export class Manager {
     this.groupOps++;
     const x = homMode.optSetup(key.scheme, key.sk, ct);
     const xBytes = key.scheme.encodePlaintext(key.pk, x);
+    key.xBytes = xBytes.slice();
     const name = `${applianceSecretName(applianceId, keyringName, managerVersion, masterVersion)}/x`;
     await this.d.store.setApplianceKeyExtra(
       applianceId,
@@ -1093,7 +1102,7 @@ export class Manager {
     };
     const keys = await this.keysFor(k.name, managerVersion);
     const appKey = await this.loadApplianceKey(applianceId, k, managerVersion, input.masterVersion);
-    const answer = this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
+    const answer = await this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
     try {
       await this.d.store.insertItem({
         keyring: k.name,
@@ -1180,7 +1189,7 @@ export class Manager {
         input.managerVersion,
         input.masterVersion,
       );
-      const answer = this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
+      const answer = await this.answer(appKey, keys, ref, input.blinded, via, input.clientKey);
       await this.d.audit.record({
         actor: applianceId,
         action: 'item.recover',
@@ -1208,14 +1217,19 @@ export class Manager {
 
   // -- internals -------------------------------------------------------------------------------
 
-  private answer(
+  /**
+   * The answer of sub-processes II and III (SPEC.md §5.3, §5.4). Called only after every check
+   * (ticket included) passed. The item share q is derived here, on the main thread, from the
+   * share key, which never leaves it; the group operation itself runs on the pool (group-ops.ts).
+   */
+  private async answer(
     key: ApplianceKey,
     keys: KeyringKeys,
     ref: ItemRef,
     blinded?: Uint8Array,
     via?: { aux?: Uint8Array },
     clientKey?: Uint8Array,
-  ): Uint8Array {
+  ): Promise<Uint8Array> {
     let U: Point | undefined;
     if (clientKey !== undefined) {
       // Client-blinded keys exist only where the answer is a group element whose blind the
@@ -1250,21 +1264,59 @@ export class Manager {
     }
     if (key.mode === 'hom2') {
       if (blinded === undefined) throw bad('hom2 mode needs the blinded concealed master');
-      const ct = key.scheme.decodeCiphertext(key.pk, blinded);
       this.groupOps++;
-      const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
-      return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
+      if (U) {
+        // Client-blinded (KMS, SPEC.md §5.8): computed here, the answer re-encrypted to U.
+        const ct = key.scheme.decodeCiphertext(key.pk, blinded);
+        const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
+        return encryptToClient(y as Point, U);
+      }
+      return this.runJob(key, {
+        op: 'hom2',
+        scheme: key.scheme.id,
+        pk: key.publicKey,
+        sk: key.skBytes.slice(),
+        blinded,
+        q: this.shareBytes(key, keys, ref),
+      });
     }
     if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
-    if (key.x === null) {
+    if (key.x === null || key.xBytes === null) {
       throw new BlindfoldError(
         'ERR_CONFLICT',
         'hom2-opt setup has not been completed for this appliance',
       );
     }
     this.groupOps++;
-    const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
-    return U ? encryptToClient(y as Point, U) : key.scheme.encodePlaintext(key.pk, y);
+    if (U) {
+      const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
+      return encryptToClient(y as Point, U);
+    }
+    return this.runJob(key, {
+      op: 'hom2-opt',
+      scheme: key.scheme.id,
+      pk: key.publicKey,
+      x: key.xBytes.slice(),
+      q: this.shareBytes(key, keys, ref),
+    });
+  }
+
+  private runJob(_key: ApplianceKey, job: GroupJob): Promise<Uint8Array> {
+    return this.d.pool ? this.d.pool.run(job) : Promise.resolve(runGroupJob(job));
+  }
+
+  /** The item share q (SPEC.md §5.2), encoded; derived from the share key on this thread. */
+  private shareBytes(
+    key: Exclude<ApplianceKey, { mode: 'split' }>,
+    keys: KeyringKeys,
+    ref: ItemRef,
+  ): Uint8Array {
+    const seed = shareSeed(keys.shareKey, ref);
+    const q = key.scheme.shareFromSeed(key.pk, seed);
+    seed.fill(0);
+    const out = key.scheme.encodeShare(key.pk, q);
+    if (q instanceof Uint8Array) q.fill(0);
+    return out;
   }
 
   /**
@@ -1373,10 +1425,10 @@ export class Manager {
       secret.fill(0);
       const pk = scheme.publicKeyOf(sk);
       let x: unknown = null;
+      let xBytes: Uint8Array | null = null;
       if (rec.sealedExtra) {
-        const xb = this.d.sealer.open(`${name}/x`, rec.sealedExtra);
-        x = scheme.decodePlaintext(pk, xb);
-        xb.fill(0);
+        xBytes = this.d.sealer.open(`${name}/x`, rec.sealedExtra);
+        x = scheme.decodePlaintext(pk, xBytes);
       }
       key = {
         mode: k.mode as 'hom2' | 'hom2-opt' | 'hom3' | 'homN',
@@ -1385,6 +1437,8 @@ export class Manager {
         sk,
         publicKey: rec.publicKey,
         x,
+        skBytes: scheme.encodeSecretKey(sk),
+        xBytes,
       };
     }
     this.applianceKeys.set(cacheKey, key);

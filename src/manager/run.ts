@@ -21,6 +21,7 @@ import { issueCertificate, spkiFingerprint } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { createAuditLog } from './audit.ts';
 import { Manager } from './manager.ts';
+import { createGroupPool, defaultWorkers, type GroupPool } from './pool.ts';
 import { createSealer } from './seal.ts';
 import { buildManagerServer } from './server.ts';
 
@@ -44,6 +45,11 @@ export interface ManagerRunOptions {
   cluster?: { claimTtlMs?: number; voucherGraceMs?: number };
   /** How often to re-read keyrings and appliances from the store (default 1000 ms). */
   refreshMs?: number;
+  /**
+   * Worker threads for the group operations (src/manager/pool.ts). Default: one per core
+   * (os.availableParallelism), none on a single core; 0 runs them on the main thread.
+   */
+  workers?: number;
 }
 
 export interface RunningManager {
@@ -95,8 +101,16 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
   const caKey = createPrivateKey(pki.caKeyPem);
   const audit = createAuditLog(store);
   let manager: Manager;
+  let pool: GroupPool;
+  try {
+    pool = await createGroupPool(o.workers ?? defaultWorkers());
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   try {
     manager = await Manager.open({
+      pool,
       store,
       sealer,
       audit,
@@ -131,6 +145,7 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       deletionDayMs: deletionDayFromEnv(process.env),
     });
   } catch (e) {
+    await pool.close();
     await store.close();
     throw e;
   }
@@ -172,6 +187,7 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
       closed = true;
       clearInterval(refresh);
       await app.close();
+      await pool.close();
       await audit.flush();
       await store.close();
     },

@@ -1,0 +1,108 @@
+/**
+ * The manager's group-operation pool (src/manager/pool.ts, issue #9): worker threads give the same
+ * answers and the same error codes as the inline path, and the caller's
+ * copies of a job's secrets are zeroed once the job is handed over.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { toHex } from '../src/core/bytes.ts';
+import { BlindfoldError } from '../src/core/errors.ts';
+import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
+import type { GroupJob } from '../src/manager/group-ops.ts';
+import { createGroupPool, type GroupPool } from '../src/manager/pool.ts';
+
+let pool: GroupPool;
+let inline: GroupPool;
+before(async () => {
+  pool = await createGroupPool(2);
+  inline = await createGroupPool(0);
+});
+after(async () => {
+  await pool?.close();
+  await inline?.close();
+});
+
+function jobs(n: number): GroupJob[] {
+  const s = ecElGamal;
+  const { publicKey, secretKey } = s.generateKeyPair();
+  const pk = s.encodePublicKey(publicKey);
+  return Array.from({ length: n }, (_, i) => {
+    const q = s.encodeShare(publicKey, s.randomShare(publicKey));
+    if (i % 2 === 0) {
+      const ct = s.encrypt(publicKey, s.randomPlaintext(publicKey));
+      return {
+        op: 'hom2',
+        scheme: 'ec-elgamal',
+        pk,
+        sk: s.encodeSecretKey(secretKey),
+        blinded: s.encodeCiphertext(publicKey, ct),
+        q,
+      };
+    }
+    return {
+      op: 'hom2-opt',
+      scheme: 'ec-elgamal',
+      pk,
+      x: s.encodePlaintext(publicKey, s.randomPlaintext(publicKey)),
+      q,
+    };
+  });
+}
+
+const copy = (j: GroupJob): GroupJob => ({
+  ...j,
+  sk: j.sk?.slice(),
+  x: j.x?.slice(),
+  q: j.q.slice(),
+  blinded: j.blinded?.slice(),
+});
+
+test('workers answer exactly like the inline path', async () => {
+  assert.equal(pool.size, 2);
+  const js = jobs(40);
+  const viaInline = await Promise.all(js.map((j) => inline.run(copy(j))));
+  const viaPool = await Promise.all(js.map((j) => pool.run(copy(j))));
+  assert.deepEqual(viaPool.map(toHex), viaInline.map(toHex));
+});
+
+test('the caller keeps no copy of a job secret: its arrays are zeroed when handed over', async () => {
+  const [j] = jobs(1);
+  const sent = copy(j!);
+  const p = pool.run(sent);
+  assert.ok(sent.sk!.every((b) => b === 0));
+  assert.ok(sent.q.every((b) => b === 0));
+  await p;
+  const inl = copy(j!);
+  await inline.run(inl);
+  assert.ok(inl.sk!.every((b) => b === 0) && inl.q.every((b) => b === 0));
+});
+
+test('errors keep their codes across the thread boundary', async () => {
+  const [j] = jobs(1);
+  for (const p of [pool, inline]) {
+    const bad = copy(j!);
+    bad.blinded = new Uint8Array(64).fill(0xff); // not a canonical encoding
+    await assert.rejects(
+      p.run(bad),
+      (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_DECODE',
+    );
+    const ident = copy(j!);
+    ident.blinded = new Uint8Array(64); // the identity
+    await assert.rejects(
+      p.run(ident),
+      (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_IDENTITY',
+    );
+  }
+  // The pool still works after errors.
+  const ok = jobs(2);
+  assert.equal((await pool.run(ok[0]!)).length, 32);
+});
+
+test('the worker count is validated', async () => {
+  for (const n of [-1, 1.5, 1000]) {
+    await assert.rejects(
+      createGroupPool(n),
+      (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_INVALID_ARGUMENT',
+    );
+  }
+});
