@@ -2,7 +2,8 @@
  * Child processes of bench/run.ts, one job each (argv[2]); the parent talks to them over stdio.
  *
  *   scalarmult <ms>   prints "ready", waits for "go" on stdin, then runs group.ts `mul` for <ms>
- *                     and prints {ops, ms}. Several at once measure the cores together.
+ *                     and prints {rate} (mult/s). Several at once measure the cores together.
+ *   aes-seal <ms> | aes-open <ms>   the same with lib.ts rawAes: {rate} in MB/s.
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream, and prints
  *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes}. maxRSS is the process's peak
@@ -12,7 +13,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { decryptStream, encryptStream, readHeader } from '../src/appliance/stream.ts';
 import { fromB64u } from '../src/core/bytes.ts';
-import { scalarMultLoop } from './lib.ts';
+import { rawAes, scalarMultLoop } from './lib.ts';
 
 const baselineMaxRssKiB = process.resourceUsage().maxRSS;
 
@@ -44,7 +45,16 @@ async function main(): Promise<void> {
     process.stdout.write('ready\n');
     await waitForGo();
     const r = scalarMultLoop(Number(process.argv[3] ?? 2000));
-    process.stdout.write(`${JSON.stringify(r)}\n`);
+    process.stdout.write(`${JSON.stringify({ rate: (r.ops / r.ms) * 1000 })}\n`);
+    return;
+  }
+  if (job === 'aes-seal' || job === 'aes-open') {
+    const dir = job === 'aes-seal' ? 'seal' : 'open';
+    rawAes(dir, 200); // warm-up
+    process.stdout.write('ready\n');
+    await waitForGo();
+    const rate = rawAes(dir, Number(process.argv[3] ?? 1000));
+    process.stdout.write(`${JSON.stringify({ rate })}\n`);
     return;
   }
   if (job === 'encrypt' || job === 'decrypt') {
@@ -60,7 +70,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     let bytes: number;
     if (job === 'encrypt') {
-      const r = await encryptStream(createReadStream(o.input, { highWaterMark: 1 << 16 }), out, {
+      const r = await encryptStream(createReadStream(o.input, { highWaterMark: 1 << 20 }), out, {
         header: fromB64u(o.header!),
         dek,
         fileNonce: fromB64u(o.fileNonce!),
@@ -68,7 +78,7 @@ async function main(): Promise<void> {
       bytes = r.plainSize;
     } else {
       const { header, payload } = await readHeader(
-        createReadStream(o.input, { highWaterMark: 1 << 16 }),
+        createReadStream(o.input, { highWaterMark: 1 << 20 }),
       );
       const r = await decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce });
       bytes = r.plainSize;

@@ -1,43 +1,44 @@
 /**
  * `npm run bench`: Blindfold's figures, each next to the limit it is bounded by, measured in the
- * same run on the same machine, and their ratio.
+ * same run on the same machine, and their ratio (docs/PERFORMANCE.md explains how to read them).
+ * Every figure is one printed line `figure  value | limit  value | ratio  [target]` and one row
+ * {figure, value, unit, limit, limitValue, ratio, target?} of bench/out/report.json; the curves of
+ * throughput and latency against concurrency go to bench/out/recoveries.png (bench/chart.ts).
  *
  *   1. raw limit: crypto_scalarmult_ristretto255 (libsodium WASM, via group.ts `mul`) per second
- *      on one core, × the cores (and, as a check, measured with one process per core at once);
- *   2. blinded recoveries per second and p50/p99 latency at concurrency 1, 8, 32, over HTTPS
- *      keep-alive with mutual TLS, against a real manager process; the client is an in-process
- *      Appliance calling openItem round-robin over pre-created items. The appliance's own work
- *      (blind/unblind) runs in THIS process on the same cores as the manager: the figure is the
- *      whole system on one machine, not the manager alone. Ratio = recoveries/s ÷ scalar mults/s;
- *      its inverse is the cost of one recovery in scalar-multiplication equivalents;
- *   3. file encryption / decryption MB/s through encryptStream / decryptStream, file to file in a
- *      temp dir (page cache, no fsync), against raw AES-256-GCM of node:crypto on 64 KiB chunks
- *      (one cipher object per chunk, as the stream does) on one core;
- *   4. peak RSS of a child process that encrypts (and one that decrypts) a file;
- *   5. cluster (bench/cluster.ts): time to enroll a member (vouch + re-conceal) per mode, and
- *      recoveries per second with 1, 2 and 3 appliance processes against one manager;
- *   7. KMS API (bench/kms.ts): GenerateDataKey and Decrypt per second, p50/p99, concurrency 8,
- *      plain and client-blinded, against scalar mults/s.
+ *      on one core, and with one process per core at once (the limit used below: measured, not
+ *      computed);
+ *   2. blinded recoveries per second and p50/p99 latency at concurrency 1, 8, 32, 64 over HTTPS
+ *      keep-alive with mutual TLS against a real manager process (worker threads: one per core),
+ *      for each mode, single-item (`POST /v1/recover`, coalescing off) and coalesced
+ *      (`POST /v1/recover/batch`, src/appliance/coalesce.ts). The client is an in-process
+ *      Appliance: its blind/unblind work shares the cores with the manager, so the figure is the
+ *      whole system on one machine. Two ratios per point (docs/PERFORMANCE.md, "Which ratio"):
+ *        raw        = recoveries/s ÷ scalar mults/s (the issue's words; ≤ 1/k for k mults/recovery)
+ *        efficiency = recoveries/s × k ÷ scalar mults/s (share of the cores doing scalar mults)
+ *      The targets (≥ 0.60 single, ≥ 0.85 coalesced, at concurrency 8) are checked on both;
+ *   3. recovery p50 (hom2, concurrency 1) with 10^3 and with 10^6 items in the manager's SQLite
+ *      store, and the store's bytes per protected item and per audit entry (SQLite dbstat);
+ *   4. files: encryptStream / decryptStream memory → null (the crypto path) against raw
+ *      AES-256-GCM of node:crypto on 64 KiB chunks with one process per core at once, and file →
+ *      file against a plain file copy (the I/O path) and against the same AES limit;
+ *   5. peak RSS of a child process that encrypts (and one that decrypts) a file;
+ *   6. cluster (bench/cluster.ts) and 7. scale-out (bench/replicas.ts), as before.
  *
- * Default: short (≈1 min: 4 s per load point, 256 MB files). `--full`: 10 s per point, 1 GB files.
- * Overrides: `--seconds N` (per load point), `--size-mb N` (files).
- * Writes bench/out/report.json. Every child process and temp dir is removed at the end, on error
- * and on Ctrl-C too.
+ * Default: short (under two minutes on an idle machine: 1.5 s per load point, concurrency 1, 8,
+ * 32; 256 MB files). `--full`: 8 s per point, concurrency up to 64, 1 GB files. Overrides: `--seconds N` (per load point), `--size-mb N` (files). Every child
+ * process and temp dir is removed at the end, on error and on Ctrl-C too.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  createSecretKey,
-  randomBytes,
-  randomFillSync,
-} from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import type { Appliance } from '../src/appliance/appliance.ts';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import Database from 'better-sqlite3';
+import { Appliance } from '../src/appliance/appliance.ts';
 import {
   decryptStream,
   encryptStream,
@@ -56,11 +57,13 @@ import {
   startManagerProcess,
   tmpDir,
 } from '../test/helpers/deploy.ts';
-import { quantile, scalarMultLoop } from './lib.ts';
+import { type Panel, renderChart } from './chart.ts';
+import { quantile, rawAes, scalarMultLoop } from './lib.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CHILD = join(ROOT, 'bench', 'child.ts');
 const OUT = join(ROOT, 'bench', 'out', 'report.json');
+const CHART = join(ROOT, 'bench', 'out', 'recoveries.png');
 
 const argv = process.argv.slice(2);
 const FULL = argv.includes('--full');
@@ -72,24 +75,29 @@ function numArg(name: string): number | undefined {
   return v;
 }
 const CFG = {
-  smultMs: FULL ? 5000 : 2000,
-  pointMs: (numArg('--seconds') ?? (FULL ? 10 : 4)) * 1000,
-  warmMs: FULL ? 2000 : 1000,
+  smultMs: FULL ? 5000 : 1500,
+  pointMs: (numArg('--seconds') ?? (FULL ? 8 : 1.5)) * 1000,
+  warmMs: FULL ? 2000 : 600,
   items: 64,
-  concurrencies: [1, 8, 32],
+  concurrencies: FULL ? [1, 8, 32, 64] : [1, 8, 32],
   modes: [
     ['hom2', 'ec-elgamal'],
     ['hom2-opt', 'ec-elgamal'],
     ['split', 'xor'],
   ] as [string, string][],
+  /** Coalescing of the "batched" runs (src/appliance/coalesce.ts). */
+  batch: { maxItems: 64, maxDelayMs: 2, maxInFlight: 2 },
+  bigItems: 1_000_000,
   fileMB: numArg('--size-mb') ?? (FULL ? 1024 : 256),
-  aesMs: FULL ? 3000 : 1500,
+  aesMs: FULL ? 3000 : 1000,
+  /** Targets of issue #9 (docs/PERFORMANCE.md). */
+  targets: { single: 0.6, batched: 0.85, files: 0.7, rssMB: 150, bigItems: 1.2 },
 };
 /** Scalar multiplications per recovery in each ec-elgamal mode (ec-elgamal.ts, protocol.ts). */
-const SMULTS: Record<string, string> = {
-  hom2: '5 (appliance: blind 2 + unblind 1; manager: decrypt 1 + share 1)',
-  'hom2-opt': '2 (manager: share 1; appliance: unblind 1)',
-  split: '0 (hashes and XOR only)',
+const SMULTS: Record<string, { k: number; where: string }> = {
+  hom2: { k: 5, where: 'appliance: blind 2 + unblind 1; manager: decrypt 1 + share 1' },
+  'hom2-opt': { k: 2, where: 'manager: share 1; appliance: unblind 1' },
+  split: { k: 0, where: 'hashes and XOR only' },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -161,19 +169,48 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output
+// Output: one line and one row per figure
+
+export interface Row {
+  section: string;
+  figure: string;
+  value: number;
+  unit: string;
+  limit: string;
+  limitValue: number;
+  ratio: number;
+  /** A target of issue #9 checked on this row's ratio. */
+  target?: { op: '>=' | '<='; value: number; met: boolean };
+  note?: string;
+}
+
+const rows: Row[] = [];
 
 const fmt = (x: number, digits = 0) =>
   Number.isFinite(x)
     ? x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
     : String(x);
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+const digitsFor = (v: number) => (Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2);
 
-function line(label: string, figure: string, limit: string, ratio: string, note = ''): void {
+function row(r: Omit<Row, 'ratio' | 'target'> & { ratio?: number; target?: Row['target'] }): Row {
+  const ratio = r.ratio ?? r.value / r.limitValue;
+  const out: Row = { ...r, ratio };
+  rows.push(out);
+  const t = r.target
+    ? `  [target ${r.target.op === '>=' ? '≥' : '≤'} ${r.target.value}: ${r.target.met ? 'met' : 'NOT met'}]`
+    : '';
   console.log(
-    `${pad(label, 30)} ${pad(figure, 44)} | limit ${pad(limit, 26)} | ratio ${ratio}${note ? `  ${note}` : ''}`,
+    `  ${pad(r.figure, 46)} ${pad(`${fmt(r.value, digitsFor(r.value))} ${r.unit}`, 18)} | limit ${pad(`${r.limit} ${fmt(r.limitValue, digitsFor(r.limitValue))}`, 46)} | ratio ${fmt(ratio, ratio < 10 ? 3 : 1)}${t}${r.note ? `  ${r.note}` : ''}`,
   );
+  return out;
 }
+
+const check = (ratio: number, op: '>=' | '<=', value: number): Row['target'] => ({
+  op,
+  value,
+  met: op === '>=' ? ratio >= value : ratio <= value,
+});
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
@@ -205,9 +242,12 @@ function childOutput(c: ChildProcess): Promise<string> {
   );
 }
 
-/** `n` processes multiply at the same time (each waits for "go" after its warm-up). */
-async function parallelScalarMult(n: number, ms: number): Promise<number> {
-  const cs = Array.from({ length: n }, () => spawnChild(['scalarmult', String(ms)]));
+/**
+ * `n` processes run `job` at the same time (each waits for "go" after its warm-up); the sum of
+ * their rates (scalar mults/s, or MB/s for AES).
+ */
+async function parallelJob(job: string, n: number, ms: number): Promise<number> {
+  const cs = Array.from({ length: n }, () => spawnChild([job, String(ms)]));
   const outs = cs.map(childOutput);
   await Promise.all(
     cs.map(
@@ -222,7 +262,7 @@ async function parallelScalarMult(n: number, ms: number): Promise<number> {
             }
           };
           c.stdout!.on('data', onData);
-          c.once('exit', () => rej(new Error('scalarmult child exited before ready')));
+          c.once('exit', () => rej(new Error(`${job} child exited before ready`)));
         }),
     ),
   );
@@ -230,8 +270,7 @@ async function parallelScalarMult(n: number, ms: number): Promise<number> {
   let total = 0;
   for (const o of await Promise.all(outs)) {
     const last = o.trim().split('\n').pop()!;
-    const r = JSON.parse(last) as { ops: number; ms: number };
-    total += (r.ops / r.ms) * 1000;
+    total += (JSON.parse(last) as { rate: number }).rate;
   }
   return total;
 }
@@ -299,6 +338,9 @@ interface Item {
 }
 
 interface LoadPoint {
+  mode: string;
+  scheme: string;
+  batched: boolean;
   concurrency: number;
   recoveries: number;
   errors: number;
@@ -313,6 +355,8 @@ interface LoadPoint {
   machineCpuPct: number;
   othersCpuPct: number;
   stealPct: number;
+  rawRatio: number;
+  efficiency: number;
 }
 
 async function makeItems(a: Appliance, keyring: string, n: number): Promise<Item[]> {
@@ -328,12 +372,7 @@ async function makeItems(a: Appliance, keyring: string, n: number): Promise<Item
   return items;
 }
 
-async function load(
-  a: Appliance,
-  items: Item[],
-  concurrency: number,
-  ms: number,
-): Promise<LoadPoint> {
+async function load(a: Appliance, items: Item[], concurrency: number, ms: number) {
   let next = 0;
   let errors = 0;
   let firstError: string | undefined;
@@ -379,8 +418,19 @@ async function load(
   };
 }
 
+/** Bytes a table (with its indexes) takes in a SQLite file, from the dbstat virtual table. */
+function tableBytes(db: Database.Database, table: string): number {
+  const r = db
+    .prepare(
+      `SELECT COALESCE(SUM(pgsize), 0) AS b FROM dbstat
+       WHERE name = ? OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?)`,
+    )
+    .get(table, table) as { b: number };
+  return r.b;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Figure 3: files
+// Figure 4: files
 
 async function writeRandomFile(path: string, bytes: number): Promise<void> {
   const f = await open(path, 'w');
@@ -401,38 +451,22 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** AES-256-GCM, one cipher object per 64 KiB chunk, like encryptStream: MB/s on one core. */
-function rawAes(direction: 'seal' | 'open', ms: number): number {
-  const key = createSecretKey(randomBytes(32));
-  const chunk = randomBytes(65536);
-  const nonce = Buffer.alloc(12);
-  const c0 = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
-  const sealed = c0.update(chunk);
-  c0.final();
-  const tag = c0.getAuthTag();
-  let bytes = 0;
-  let i = 0;
-  const t0 = performance.now();
-  let now = t0;
-  while (now - t0 < ms) {
-    for (let k = 0; k < 16; k++, i++) {
-      if (direction === 'seal') {
-        nonce.writeUInt32BE(i >>> 0, 8);
-        const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
-        c.update(chunk);
-        c.final();
-        c.getAuthTag();
-      } else {
-        const d = createDecipheriv('aes-256-gcm', key, Buffer.alloc(12), { authTagLength: 16 });
-        d.setAuthTag(tag);
-        d.update(sealed);
-        d.final();
-      }
-      bytes += chunk.length;
-    }
-    now = performance.now();
+/** `total` bytes of plaintext as 1 MiB pieces of one reused random buffer (no I/O). */
+function* memorySource(total: number, piece: Buffer): Generator<Buffer> {
+  for (let done = 0; done < total; done += piece.length) {
+    yield done + piece.length <= total ? piece : piece.subarray(0, total - done);
   }
-  return bytes / 1e6 / ((now - t0) / 1000);
+}
+
+/** A destination that drops what it gets (and, for the decrypt run, keeps the sealed bytes). */
+function sink(keep?: Buffer[]): Writable {
+  return new Writable({
+    highWaterMark: 1 << 22,
+    write(chunk: Buffer, _enc, cb) {
+      keep?.push(chunk);
+      cb();
+    },
+  });
 }
 
 async function runFileChild(
@@ -464,6 +498,7 @@ async function main(): Promise<void> {
     mode: FULL ? 'full' : 'default',
     machine,
     config: CFG,
+    rows,
   };
 
   console.log('Blindfold benchmark');
@@ -475,10 +510,11 @@ async function main(): Promise<void> {
     `  node     ${machine.node}; libsodium-wrappers-sumo (WASM) for ristretto255, OpenSSL (node:crypto) for AES`,
   );
   console.log(
-    `  run      ${FULL ? '--full' : 'default (short; --full for 1 GB files and 10 s points)'}: ${CFG.pointMs / 1000} s per load point, ${CFG.fileMB} MB files`,
+    `  run      ${FULL ? '--full' : 'default (short; --full for 1 GB files, 8 s points, concurrency 64)'}: ${CFG.pointMs / 1000} s per load point, ${CFG.fileMB} MB files`,
   );
   console.log(`  load     ${load0.map((x) => x.toFixed(2)).join(' ')} (1/5/15 min) at start`);
   if (load0[0]! > cores * 0.5) {
+    report.warning = `busy machine: load ${load0[0]!.toFixed(1)} on ${cores} cores at start`;
     console.log(
       `  WARNING  the machine is busy (load ${load0[0]!.toFixed(1)} on ${cores} cores): other processes compete for the CPU, so every figure is low and noisy, and ratios only partly cancel it (the load changes during the run).`,
     );
@@ -489,45 +525,38 @@ async function main(): Promise<void> {
   scalarMultLoop(300); // warm-up
   const one = scalarMultLoop(CFG.smultMs);
   const smult1 = (one.ops / one.ms) * 1000;
-  const smultN = smult1 * cores;
-  const smultMeasuredN = await parallelScalarMult(cores, CFG.smultMs);
-  report.scalarMult = {
-    perSecond1Core: smult1,
-    perSecondAllCoresComputed: smultN,
-    perSecondAllCoresMeasured: smultMeasuredN,
-    cores,
-  };
+  const smultN = await parallelJob('scalarmult', cores, CFG.smultMs);
+  report.scalarMult = { perSecond1Core: smult1, perSecondAllCoresMeasured: smultN, cores };
   console.log('[1] raw limit: crypto_scalarmult_ristretto255 (group.ts mul)');
-  line(
-    '  1 core',
-    `${fmt(smult1)} mult/s (${fmt(1e6 / smult1, 1)} µs each)`,
-    '(this is the limit)',
-    '1',
-  );
-  line(
-    `  ×${cores} cores (computed)`,
-    `${fmt(smultN)} mult/s`,
-    `${fmt(smult1)} ×${cores}`,
-    fmt(smultN / smult1, 2),
-  );
-  line(
-    `  ${cores} processes at once`,
-    `${fmt(smultMeasuredN)} mult/s (measured)`,
-    `${fmt(smultN)} mult/s`,
-    fmt(smultMeasuredN / smultN, 3),
-    '(check of the ×cores assumption)',
-  );
+  row({
+    section: 'raw',
+    figure: 'scalar mults/s, 1 core',
+    value: smult1,
+    unit: 'mult/s',
+    limit: '(the limit itself)',
+    limitValue: smult1,
+    note: `${fmt(1e6 / smult1, 1)} µs each`,
+  });
+  row({
+    section: 'raw',
+    figure: `scalar mults/s, ${cores} processes at once`,
+    value: smultN,
+    unit: 'mult/s',
+    limit: `1 core × ${cores}`,
+    limitValue: smult1 * cores,
+    note: 'this measured figure is the limit of [2]',
+  });
   console.log('');
 
   // 2. Recoveries --------------------------------------------------------------------------------
   console.log(
-    `[2] blinded recoveries (openItem), real manager process over HTTPS+mTLS keep-alive, ${CFG.items} items round-robin, ${CFG.pointMs / 1000} s per point`,
+    `[2] blinded recoveries (openItem), real manager process (${cores} group workers) over HTTPS+mTLS keep-alive, ${CFG.items} items round-robin, ${CFG.pointMs / 1000} s per point`,
   );
   console.log(
     `    the appliance (client) runs in this process: its blind/unblind work shares the ${cores} cores with the manager.`,
   );
   console.log(
-    `    limit = ${fmt(smultN)} scalar mults/s (${cores} cores); 1/ratio = cost of one recovery in scalar mults.`,
+    `    limit = ${fmt(smultN)} scalar mults/s (${cores} processes); raw = rec/s ÷ limit; eff = rec/s × k ÷ limit (k mults per recovery).`,
   );
   const home = await tmpDir('bf-bench-mgr-');
   dirs.push(home);
@@ -535,166 +564,405 @@ async function main(): Promise<void> {
   dirs.push(adir);
   manager = await startManagerProcess({ home, rootKey: newRootKey() });
   appliance = await newAppliance(manager, adir, 'bench');
-  const recoveries: Record<string, unknown>[] = [];
-  let fileKeyring = '';
-  for (const [mode, scheme] of CFG.modes) {
-    const keyring = `bench-${mode}-${scheme}`;
-    await createKeyring(manager, keyring, mode, scheme);
-    await appliance.initKeyring(keyring);
-    if (mode === 'hom2') fileKeyring = keyring;
-    const items = await makeItems(appliance, keyring, CFG.items);
-    // Correctness: every item's recovered KEK is the one it was created with.
-    for (const it of items) {
-      const kek = await appliance.openItem(it.header);
-      if (!equalBytes(kek, it.kek)) throw new Error(`${mode}/${scheme}: recovered KEK differs`);
-    }
-    await load(appliance, items, 8, CFG.warmMs); // warm-up (JIT, TLS sessions, sockets)
-    console.log(`  ${mode} / ${scheme}: ${SMULTS[mode]} scalar mults per recovery`);
-    for (const c of CFG.concurrencies) {
-      const p = await load(appliance, items, c, CFG.pointMs);
-      recoveries.push({ mode, scheme, ...p, ratio: p.perSecond / smultN });
-      line(
-        `    concurrency ${c}`,
-        `${fmt(p.perSecond)} rec/s  p50 ${fmt(p.p50ms, 2)} ms  p99 ${fmt(p.p99ms, 2)} ms`,
-        `${fmt(smultN)} mult/s`,
-        `${fmt(p.perSecond / smultN, 4)} (1/${fmt(smultN / p.perSecond, 1)})`,
-        `cpu: bench ${fmt(p.benchCpuPct)}%, manager ${fmt(p.managerCpuPct)}%, other processes ${fmt(p.othersCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
-      );
-    }
-  }
-  report.recoveries = recoveries;
-  console.log('');
-
-  // 3. Files -------------------------------------------------------------------------------------
-  const size = Math.round(CFG.fileMB * 1e6);
-  console.log(
-    `[3] file encryption, ${fmt(size / 1e6)} MB, file to file in ${os.tmpdir()} (page cache, no fsync), 64 KiB reads, keyring ${fileKeyring}`,
-  );
-  const fdir = await tmpDir('bf-bench-files-');
-  dirs.push(fdir);
-  const plain = join(fdir, 'plain.bin');
-  const enc = join(fdir, 'plain.bin.bf');
-  const dec = join(fdir, 'plain.out');
-  await writeRandomFile(plain, size);
-  const aesSeal = rawAes('seal', CFG.aesMs);
-  const aesOpen = rawAes('open', CFG.aesMs);
-
-  const item = await appliance.newItem(fileKeyring);
-  const { dek, fileNonce } = freshFileSecrets();
-  const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
-  let t0 = performance.now();
-  await encryptStream(createReadStream(plain, { highWaterMark: 1 << 16 }), createWriteStream(enc), {
-    header,
-    dek,
-    fileNonce,
-  });
-  const encMs = performance.now() - t0;
-
-  t0 = performance.now();
-  const h = await readHeader(createReadStream(enc, { highWaterMark: 1 << 16 }));
-  const dek2 = unwrapDek(h.headerBytes, await appliance.openItem(h.header)); // one recovery, ~ms
-  await decryptStream(h.payload, createWriteStream(dec), {
-    dek: dek2,
-    fileNonce: h.header.fields.fileNonce,
-  });
-  const decMs = performance.now() - t0;
-  const same = (await sha256File(plain)) === (await sha256File(dec));
-  const encSize = (await stat(enc)).size;
-  await rm(dec, { force: true });
-  if (!same) throw new Error('decrypted file differs from the original');
-
-  const encMBs = size / 1e6 / (encMs / 1000);
-  const decMBs = size / 1e6 / (decMs / 1000);
-  report.files = {
-    bytes: size,
-    encryptedBytes: encSize,
-    encryptMBs: encMBs,
-    decryptMBs: decMBs,
-    rawAesGcmSealMBs1Core: aesSeal,
-    rawAesGcmOpenMBs1Core: aesOpen,
-    roundTripVerified: same,
+  const batched = new Appliance({ dir: adir, state: appliance.state, batch: CFG.batch });
+  const single = new Appliance({ dir: adir, state: appliance.state, batch: false });
+  const closeAll = () => {
+    batched.close();
+    single.close();
   };
-  line(
-    '  raw AES-256-GCM seal',
-    `${fmt(aesSeal)} MB/s (64 KiB chunks, 1 core)`,
-    '(this is the limit)',
-    '1',
-  );
-  line(
-    '  raw AES-256-GCM open',
-    `${fmt(aesOpen)} MB/s (64 KiB chunks, 1 core)`,
-    '(this is the limit)',
-    '1',
-  );
-  line(
-    '  encryptStream file→file',
-    `${fmt(encMBs)} MB/s (${fmt(encMs / 1000, 2)} s)`,
-    `${fmt(aesSeal)} MB/s`,
-    fmt(encMBs / aesSeal, 3),
-  );
-  line(
-    '  decryptStream file→file',
-    `${fmt(decMBs)} MB/s (${fmt(decMs / 1000, 2)} s)`,
-    `${fmt(aesOpen)} MB/s`,
-    fmt(decMBs / aesOpen, 3),
-    'incl. header + 1 recovery; output sha256 = input',
-  );
-  console.log('');
+  const points: LoadPoint[] = [];
+  let fileKeyring = '';
+  const hom2Items: Item[] = [];
+  try {
+    for (const [mode, scheme] of CFG.modes) {
+      const keyring = `bench-${mode}-${scheme}`;
+      await createKeyring(manager, keyring, mode, scheme);
+      await appliance.initKeyring(keyring);
+      // The other two instances share the state file: reload the new keyring's concealment.
+      batched.state = appliance.state;
+      single.state = appliance.state;
+      if (mode === 'hom2') fileKeyring = keyring;
+      const items = await makeItems(appliance, keyring, CFG.items);
+      if (mode === 'hom2') hom2Items.push(...items);
+      // Correctness: every item's recovered KEK is the one it was created with, both ways.
+      for (const it of items) {
+        for (const a of [single, batched]) {
+          const kek = await a.openItem(it.header);
+          if (!equalBytes(kek, it.kek)) throw new Error(`${mode}/${scheme}: recovered KEK differs`);
+        }
+      }
+      const { k, where } = SMULTS[mode]!;
+      console.log(`  ${mode} / ${scheme}: k = ${k} scalar mults per recovery (${where})`);
+      for (const [isBatched, a] of [
+        [false, single],
+        [true, batched],
+      ] as const) {
+        await load(a, items, 8, CFG.warmMs); // warm-up (JIT, TLS sessions, sockets)
+        for (const c of CFG.concurrencies) {
+          const p = await load(a, items, c, CFG.pointMs);
+          const pt: LoadPoint = {
+            mode,
+            scheme,
+            batched: isBatched,
+            ...p,
+            rawRatio: p.perSecond / smultN,
+            efficiency: (p.perSecond * k) / smultN,
+          };
+          points.push(pt);
+          const target = isBatched ? CFG.targets.batched : CFG.targets.single;
+          const checked = c === 8 && k > 0;
+          row({
+            section: 'recoveries',
+            figure: `${mode} ${isBatched ? 'coalesced' : 'single'} c=${c}`,
+            value: p.perSecond,
+            unit: 'rec/s',
+            limit: 'scalar mults/s',
+            limitValue: smultN,
+            ratio: pt.rawRatio,
+            target: c === 8 ? check(pt.rawRatio, '>=', target) : undefined,
+            note: `eff ${k > 0 ? fmt(pt.efficiency, 3) : 'n/a'}${checked ? ` [eff target ≥ ${target}: ${pt.efficiency >= target ? 'met' : 'NOT met'}]` : ''}  p50 ${fmt(p.p50ms, 2)} ms p99 ${fmt(p.p99ms, 2)} ms  cpu bench ${fmt(p.benchCpuPct)}% mgr ${fmt(p.managerCpuPct)}% others ${fmt(p.othersCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
+          });
+          if (k > 0) {
+            rows.push({
+              section: 'recoveries-efficiency',
+              figure: `${mode} ${isBatched ? 'coalesced' : 'single'} c=${c} efficiency`,
+              value: p.perSecond * k,
+              unit: 'scalar mults/s in recoveries',
+              limit: 'scalar mults/s',
+              limitValue: smultN,
+              ratio: pt.efficiency,
+              target: c === 8 ? check(pt.efficiency, '>=', target) : undefined,
+            });
+          }
+        }
+      }
+    }
+    report.recoveries = points;
 
-  // 4. Peak memory -------------------------------------------------------------------------------
-  console.log(
-    `[4] peak RSS of a child process streaming a ${fmt(size / 1e6)} MB file${size < 1e9 ? ` (${fmt(size / 1e6)} MB, not 1 GB: use --full for 1 GB)` : ''}`,
-  );
-  const out2 = join(fdir, 'child.bf');
-  const me = await runFileChild('encrypt', {
-    input: plain,
-    output: out2,
-    header: toB64u(header),
-    dek: toB64u(dek),
-    fileNonce: toB64u(fileNonce),
-  });
-  await rm(out2, { force: true });
-  const md = await runFileChild('decrypt', {
-    input: enc,
-    output: join(fdir, 'child.out'),
-    dek: toB64u(dek),
-  });
-  await rm(join(fdir, 'child.out'), { force: true });
-  const mb = (kib: number) => kib / 1024;
-  report.memory = { fileBytes: size, encrypt: me, decrypt: md };
-  for (const [what, r] of [
-    ['encrypt', me],
-    ['decrypt', md],
-  ] as const) {
-    line(
-      `  ${what} (child process)`,
-      `peak RSS ${fmt(mb(r.maxRssKiB), 1)} MB (+${fmt(mb(r.maxRssKiB - r.baselineMaxRssKiB), 1)} MB)`,
-      `${fmt(mb(r.baselineMaxRssKiB), 1)} MB at start`,
-      fmt(r.maxRssKiB / r.baselineMaxRssKiB, 2),
-      `start = node+tsx+libsodium loaded; file ${fmt(size / 2 ** 20)} MiB; ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
+    // Chart: throughput and latency against concurrency.
+    const series = (f: (p: LoadPoint) => number) =>
+      CFG.modes.flatMap(([mode]) =>
+        [false, true].map((b) => ({
+          label: `${mode} ${b ? 'coalesced' : 'single'}`,
+          points: points
+            .filter((p) => p.mode === mode && p.batched === b)
+            .map((p) => ({ x: p.concurrency, y: f(p) })),
+        })),
+      );
+    const panels: Panel[] = [
+      {
+        title: 'THROUGHPUT (RECOVERIES/S)',
+        xLabel: 'concurrency',
+        yLabel: 'recoveries/s',
+        series: series((p) => p.perSecond),
+      },
+      {
+        title: 'LATENCY P50 (MS)',
+        xLabel: 'concurrency',
+        yLabel: 'ms',
+        series: series((p) => p.p50ms),
+      },
+    ];
+    await mkdir(dirname(CHART), { recursive: true });
+    await writeFile(
+      CHART,
+      renderChart(
+        `Blindfold recoveries, ${cores} cores, ${machine.cpu.slice(0, 40)}, ${date.slice(0, 16)}`,
+        panels,
+      ),
     );
+    console.log('');
+
+    // 3. Store: latency with 10^3 and 10^6 items, bytes per item -------------------------------------
+    console.log(
+      `[3] store (SQLite, the manager's own file): recovery p50 (hom2 single, c=1) with 10^3 and ${fmt(CFG.bigItems)} items; bytes per item`,
+    );
+    const dbPath = join(home, 'blindfold.db');
+    const db = new Database(dbPath);
+    db.pragma('busy_timeout = 10000');
+    try {
+      const count = () => (db.prepare('SELECT count(*) AS n FROM items').get() as { n: number }).n;
+      const fill = (target: number) => {
+        const have = count();
+        if (have >= target) return;
+        // Rows like the manager writes them: a real keyring name and appliance id, random ids.
+        db.prepare(
+          `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)
+           INSERT INTO items (keyring, item_id, master_version, manager_version, created_by, created_at)
+           SELECT ?, randomblob(16), 1, 1, ?, ? FROM c`,
+        ).run(target - have, fileKeyring, single.id, Date.now());
+      };
+      const lat: { items: number; p50ms: number; p99ms: number }[] = [];
+      for (const target of [1000, CFG.bigItems]) {
+        const t0 = performance.now();
+        fill(target);
+        const fillS = (performance.now() - t0) / 1000;
+        await load(single, hom2Items, 1, Math.min(CFG.warmMs, 500));
+        const p = await load(single, hom2Items, 1, CFG.pointMs);
+        lat.push({ items: count(), p50ms: p.p50ms, p99ms: p.p99ms });
+        console.log(
+          `    ${fmt(count())} items stored (filled in ${fmt(fillS, 1)} s): p50 ${fmt(p.p50ms, 3)} ms, p99 ${fmt(p.p99ms, 3)} ms`,
+        );
+      }
+      const r = lat[1]!.p50ms / lat[0]!.p50ms;
+      row({
+        section: 'store',
+        figure: `recovery p50 with ${fmt(lat[1]!.items)} items`,
+        value: lat[1]!.p50ms,
+        unit: 'ms',
+        limit: `p50 with ${fmt(lat[0]!.items)} items`,
+        limitValue: lat[0]!.p50ms,
+        ratio: r,
+        target: check(r, '<=', CFG.targets.bigItems),
+      });
+      const items = count();
+      const itemBytes = tableBytes(db, 'items') / items;
+      const audits = (db.prepare('SELECT count(*) AS n FROM audit').get() as { n: number }).n;
+      const auditBytes = tableBytes(db, 'audit') / audits;
+      const sample = db
+        .prepare(
+          'SELECT length(keyring) + length(item_id) + length(created_by) + 8 * 3 AS b FROM items LIMIT 1',
+        )
+        .get() as { b: number };
+      row({
+        section: 'store',
+        figure: 'store bytes per protected item',
+        value: itemBytes,
+        unit: 'B',
+        limit: 'its fields, bytes',
+        limitValue: sample.b,
+        note: `items row + primary-key index, SQLite dbstat over ${fmt(items)} rows; no per-item secret is stored (SPEC.md §5.2)`,
+      });
+      row({
+        section: 'store',
+        figure: 'store bytes per audit entry',
+        value: auditBytes,
+        unit: 'B',
+        limit: '(one per request)',
+        limitValue: auditBytes,
+        note: `${fmt(audits)} entries; every recovery and creation adds one (SPEC.md §8)`,
+      });
+      report.store = { latency: lat, itemBytes, auditBytes, items, audits };
+    } finally {
+      db.close();
+    }
+    console.log('');
+
+    // 4. Files -------------------------------------------------------------------------------------
+    const size = Math.round(CFG.fileMB * 1e6);
+    console.log(
+      `[4] files, ${fmt(size / 1e6)} MB; limit = raw AES-256-GCM (node:crypto, 64 KiB chunks) with ${cores} processes at once`,
+    );
+    const fdir = await tmpDir('bf-bench-files-');
+    dirs.push(fdir);
+    const plain = join(fdir, 'plain.bin');
+    const enc = join(fdir, 'plain.bin.bf');
+    const dec = join(fdir, 'plain.out');
+    await writeRandomFile(plain, size);
+    const aesSeal1 = rawAes('seal', CFG.aesMs);
+    const aesSealN = await parallelJob('aes-seal', cores, CFG.aesMs);
+    const aesOpenN = await parallelJob('aes-open', cores, CFG.aesMs);
+    row({
+      section: 'files',
+      figure: `raw AES-256-GCM seal, ${cores} processes`,
+      value: aesSealN,
+      unit: 'MB/s',
+      limit: `1 core × ${cores}`,
+      limitValue: aesSeal1 * cores,
+    });
+    row({
+      section: 'files',
+      figure: `raw AES-256-GCM open, ${cores} processes`,
+      value: aesOpenN,
+      unit: 'MB/s',
+      limit: '(the limit for decryption)',
+      limitValue: aesOpenN,
+    });
+
+    const item = await appliance.newItem(fileKeyring);
+    const { dek, fileNonce } = freshFileSecrets();
+    const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
+
+    // Memory → null: the crypto path alone.
+    const memMB = Math.min(size, 256e6);
+    const piece = Buffer.allocUnsafe(1 << 20);
+    randomFillSync(piece);
+    let t0 = performance.now();
+    const sealedParts: Buffer[] = [];
+    await encryptStream(memorySource(memMB, piece), sink(), { header, dek, fileNonce });
+    const memEnc = memMB / 1e6 / ((performance.now() - t0) / 1000);
+    // A 64 MB sealed sample, decrypted repeatedly up to memMB.
+    const sampleMB = 64e6;
+    await encryptStream(memorySource(sampleMB, piece), sink(sealedParts), {
+      header,
+      dek,
+      fileNonce,
+    });
+    const sealed = Buffer.concat(sealedParts).subarray(header.length);
+    sealedParts.length = 0;
+    let decBytes = 0;
+    t0 = performance.now();
+    while (decBytes < memMB) {
+      await decryptStream(
+        (function* () {
+          for (let o = 0; o < sealed.length; o += 1 << 20) yield sealed.subarray(o, o + (1 << 20));
+        })(),
+        sink(),
+        { dek, fileNonce },
+      );
+      decBytes += sampleMB;
+    }
+    const memDec = decBytes / 1e6 / ((performance.now() - t0) / 1000);
+    const rEnc = row({
+      section: 'files',
+      figure: 'encryptStream memory → null',
+      value: memEnc,
+      unit: 'MB/s',
+      limit: `raw AES seal, ${cores} processes`,
+      limitValue: aesSealN,
+    });
+    rEnc.target = check(rEnc.ratio, '>=', CFG.targets.files);
+    const rDec = row({
+      section: 'files',
+      figure: 'decryptStream memory → null',
+      value: memDec,
+      unit: 'MB/s',
+      limit: `raw AES open, ${cores} processes`,
+      limitValue: aesOpenN,
+    });
+    rDec.target = check(rDec.ratio, '>=', CFG.targets.files);
+
+    // File → file: plain copy (the I/O limit), then encrypt and decrypt.
+    t0 = performance.now();
+    await pipeline(
+      createReadStream(plain, { highWaterMark: 1 << 20 }),
+      createWriteStream(join(fdir, 'copy')),
+    );
+    const copyMBs = size / 1e6 / ((performance.now() - t0) / 1000);
+    await rm(join(fdir, 'copy'), { force: true });
+    row({
+      section: 'files',
+      figure: 'plain file copy file → file',
+      value: copyMBs,
+      unit: 'MB/s',
+      limit: 'raw AES seal (for scale)',
+      limitValue: aesSealN,
+      note: `1 MiB reads, page cache, no fsync, ${os.tmpdir()}`,
+    });
+    t0 = performance.now();
+    await encryptStream(
+      createReadStream(plain, { highWaterMark: 1 << 20 }),
+      createWriteStream(enc),
+      { header, dek, fileNonce },
+    );
+    const encMs = performance.now() - t0;
+    t0 = performance.now();
+    const h = await readHeader(createReadStream(enc, { highWaterMark: 1 << 20 }));
+    const dek2 = unwrapDek(h.headerBytes, await appliance.openItem(h.header)); // one recovery
+    await decryptStream(h.payload, createWriteStream(dec), {
+      dek: dek2,
+      fileNonce: h.header.fields.fileNonce,
+    });
+    const decMs = performance.now() - t0;
+    const same = (await sha256File(plain)) === (await sha256File(dec));
+    const encSize = (await stat(enc)).size;
+    await rm(dec, { force: true });
+    if (!same) throw new Error('decrypted file differs from the original');
+    const encMBs = size / 1e6 / (encMs / 1000);
+    const decMBs = size / 1e6 / (decMs / 1000);
+    for (const [what, v, lim, limName] of [
+      ['encryptStream file → file', encMBs, aesSealN, `raw AES seal, ${cores} processes`],
+      ['decryptStream file → file', decMBs, aesOpenN, `raw AES open, ${cores} processes`],
+    ] as const) {
+      const r = row({
+        section: 'files',
+        figure: what,
+        value: v,
+        unit: 'MB/s',
+        limit: limName,
+        limitValue: lim,
+        note: `vs plain copy: ${fmt(v / copyMBs, 2)}`,
+      });
+      r.target = check(r.ratio, '>=', CFG.targets.files);
+    }
+    report.files = {
+      bytes: size,
+      encryptedBytes: encSize,
+      encryptMBs: encMBs,
+      decryptMBs: decMBs,
+      memoryEncryptMBs: memEnc,
+      memoryDecryptMBs: memDec,
+      copyMBs,
+      rawAesGcmSealMBs1Core: aesSeal1,
+      rawAesGcmSealMBsAllCores: aesSealN,
+      rawAesGcmOpenMBsAllCores: aesOpenN,
+      roundTripVerified: same,
+    };
+    console.log('');
+
+    // 5. Peak memory -------------------------------------------------------------------------------
+    console.log(
+      `[5] peak RSS of a child process streaming a ${fmt(size / 1e6)} MB file${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
+    );
+    const out2 = join(fdir, 'child.bf');
+    const me = await runFileChild('encrypt', {
+      input: plain,
+      output: out2,
+      header: toB64u(header),
+      dek: toB64u(dek),
+      fileNonce: toB64u(fileNonce),
+    });
+    await rm(out2, { force: true });
+    const md = await runFileChild('decrypt', {
+      input: enc,
+      output: join(fdir, 'child.out'),
+      dek: toB64u(dek),
+    });
+    await rm(join(fdir, 'child.out'), { force: true });
+    const mb = (kib: number) => kib / 1024;
+    report.memory = { fileBytes: size, encrypt: me, decrypt: md };
+    for (const [what, r] of [
+      ['encrypt', me],
+      ['decrypt', md],
+    ] as const) {
+      const ratio = mb(r.maxRssKiB) / CFG.targets.rssMB;
+      row({
+        section: 'memory',
+        figure: `peak RSS, ${what} (child process)`,
+        value: mb(r.maxRssKiB),
+        unit: 'MB',
+        limit: 'issue bound, MB',
+        limitValue: CFG.targets.rssMB,
+        ratio,
+        target: check(ratio, '<=', 1),
+        note: `+${fmt(mb(r.maxRssKiB - r.baselineMaxRssKiB), 1)} MB over ${fmt(mb(r.baselineMaxRssKiB), 1)} MB at start (node+tsx+libsodium); ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
+      });
+    }
+    console.log('');
+  } finally {
+    closeAll();
   }
-  console.log('');
 
-  // 5. Cluster (issue #5): member enrollment, recoveries with 1-3 appliances (bench/cluster.ts).
+  // 6. Cluster (issue #5): member enrollment, recoveries with 1-3 appliances (bench/cluster.ts).
   const { runClusterBench } = await import('./cluster.ts');
-  report.cluster = await runClusterBench({ seconds: CFG.pointMs / 1000 });
+  report.cluster = await runClusterBench({ seconds: FULL ? CFG.pointMs / 1000 : 1 });
   console.log('');
 
-  // 6. Scale-out (issue #7): replicas on PostgreSQL vs one manager on SQLite; latency vs items.
+  // 7. Scale-out (issue #7): replicas on PostgreSQL vs one manager on SQLite; latency vs items.
   const { runReplicasBench } = await import('./replicas.ts');
-  report.replicas = await runReplicasBench({ seconds: CFG.pointMs / 1000 });
+  report.replicas = await runReplicasBench({ seconds: FULL ? CFG.pointMs / 1000 : 1 });
   console.log('');
 
   // 7. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
   const { runLocationsBench } = await import('./locations.ts');
   report.locations = await runLocationsBench({ seconds: CFG.pointMs / 1000 });
-  // 8. KMS API (issue #6): GenerateDataKey / Decrypt, plain and client-blinded (bench/kms.ts).
-  const { runKmsBench } = await import('./kms.ts');
-  report.kms = await runKmsBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
   report.loadAverageAtEnd = os.loadavg();
+  const unmet = rows.filter((r) => r.target && !r.target.met).map((r) => r.figure);
+  console.log(
+    `targets: ${rows.filter((r) => r.target?.met).length} met, ${unmet.length} not met${unmet.length ? ` (${unmet.join('; ')})` : ''}`,
+  );
   console.log(
     `load at end: ${os
       .loadavg()
@@ -704,6 +972,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(OUT), { recursive: true });
   await writeFile(OUT, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`report: ${OUT}`);
+  console.log(`chart:  ${CHART}`);
 }
 
 const started = performance.now();
