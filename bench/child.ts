@@ -11,6 +11,7 @@
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
+import { createChunkPool } from '../src/appliance/chunks.ts';
 import { decryptStream, encryptStream, readHeader } from '../src/appliance/stream.ts';
 import { fromB64u } from '../src/core/bytes.ts';
 import { rawAes, scalarMultLoop } from './lib.ts';
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     }>();
     const dek = fromB64u(o.dek);
     const out = createWriteStream(o.output);
+    const parallel = await createChunkPool(); // one worker per core, as the CLI uses for big files
     const t0 = performance.now();
     let bytes: number;
     if (job === 'encrypt') {
@@ -74,17 +76,23 @@ async function main(): Promise<void> {
         header: fromB64u(o.header!),
         dek,
         fileNonce: fromB64u(o.fileNonce!),
+        parallel,
       });
       bytes = r.plainSize;
     } else {
       const { header, payload } = await readHeader(
         createReadStream(o.input, { highWaterMark: 1 << 20 }),
       );
-      const r = await decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce });
+      const r = await decryptStream(payload, out, {
+        dek,
+        fileNonce: header.fields.fileNonce,
+        parallel,
+      });
       bytes = r.plainSize;
     }
     const ms = performance.now() - t0;
     const maxRssKiB = process.resourceUsage().maxRSS;
+    await parallel.close();
     process.stdout.write(`${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes })}\n`);
     return;
   }

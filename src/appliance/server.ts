@@ -22,6 +22,7 @@ import {
   Metrics,
 } from '../server/common.ts';
 import type { Appliance } from './appliance.ts';
+import { parallelFor } from './chunks.ts';
 import { decryptStream, encryptStream, readHeader, sealFileHeader, unwrapDek } from './stream.ts';
 
 export interface LocalServerOptions {
@@ -302,7 +303,8 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
       zeroize(item.kek);
       void reply.header('content-type', 'application/octet-stream');
       const out = new PassThrough();
-      encryptStream(input, out, { header, dek, fileNonce })
+      const parallel = await parallelFor(contentLength(request.headers['content-length']));
+      encryptStream(input, out, { header, dek, fileNonce, parallel })
         .catch((e) => out.destroy(e as Error))
         .finally(() => zeroize(dek));
       return reply.send(out);
@@ -327,11 +329,17 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
     const out = new PassThrough();
     // A chunk that fails after streaming started aborts the response: clients must treat an
     // incomplete body as a failure (the CLI writes atomically and discards it).
-    decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce })
+    const parallel = await parallelFor(contentLength(request.headers['content-length']));
+    decryptStream(payload, out, { dek, fileNonce: header.fields.fileNonce, parallel })
       .catch((e) => out.destroy(e as Error))
       .finally(() => zeroize(dek));
     return reply.send(out);
   });
 
   return app;
+}
+
+/** The request body's announced size, if any (chunked bodies have none). */
+function contentLength(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d{1,15}$/.test(v) ? Number(v) : undefined;
 }

@@ -50,6 +50,8 @@ import {
   WRAP_NONCE_SIZE,
 } from '../core/format.ts';
 import { type Rng, systemRng } from '../core/random.ts';
+import type { ChunkReply } from './chunk-worker.ts';
+import { type ChunkPool, SEGMENT_CHUNKS, SEGMENT_PLAIN, SEGMENT_SEALED } from './chunks.ts';
 
 const ALG = 'aes-256-gcm';
 const EMPTY = Buffer.alloc(0);
@@ -225,6 +227,11 @@ export interface EncryptStreamOptions {
   end?: boolean;
   /** Output is written in pieces of about this many bytes (default 1 MiB; ≤ 64 KiB = one per chunk). */
   writeSize?: number;
+  /**
+   * Seal on these worker threads (src/appliance/chunks.ts): every core for large inputs, the
+   * same bytes as without. Output then leaves in 1 MiB segments whatever `writeSize` says.
+   */
+  parallel?: ChunkPool;
 }
 
 export interface StreamResult {
@@ -305,8 +312,68 @@ export async function encryptStream(
     if (out) yield out;
   }
 
+  // Parallel: whole segments of non-final chunks go to the workers, in order, at most `window`
+  // in flight; the last segment's bytes (with the final chunk) are sealed here by `seal`.
+  const pool = opts.parallel;
+  async function* parallelSealer(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+    const pk = payloadKey(opts.dek, opts.fileNonce);
+    const session = pool!.session(pk);
+    zeroize(pk);
+    const free: Uint8Array[] = [];
+    const pending: Promise<ChunkReply>[] = [];
+    let seg: Uint8Array = new Uint8Array(SEGMENT_PLAIN);
+    let segFill = 0;
+    const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
+      const r = await p;
+      free.push(r.data); // zeroed by the worker: reused for a later segment
+      if (!('out' in r)) throw new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed');
+      return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
+    };
+    try {
+      yield Buffer.from(opts.header);
+      for await (const raw of source) {
+        const piece = asBytes(raw);
+        let off = 0;
+        while (off < piece.length) {
+          if (segFill === SEGMENT_PLAIN) {
+            // A full segment with more bytes after it holds no final chunk.
+            pending.push(session.run('seal', index, seg, SEGMENT_CHUNKS));
+            index += SEGMENT_CHUNKS;
+            plainSize += SEGMENT_PLAIN;
+            fileSize += SEGMENT_SEALED;
+            seg = free.pop() ?? new Uint8Array(SEGMENT_PLAIN);
+            segFill = 0;
+            if (pending.length >= pool!.window) yield await collect(pending.shift()!);
+          }
+          const n = Math.min(SEGMENT_PLAIN - segFill, piece.length - off);
+          seg.set(piece.subarray(off, off + n), segFill);
+          segFill += n;
+          off += n;
+        }
+      }
+      while (pending.length > 0) yield await collect(pending.shift()!);
+      const batch = new Batch(SEGMENT_SEALED);
+      for (let o = 0; ; o += CHUNK_SIZE) {
+        const last = o + CHUNK_SIZE >= segFill;
+        const [ct, tag] = seal(seg.subarray(o, Math.min(o + CHUNK_SIZE, segFill)), last);
+        batch.add(ct);
+        batch.add(tag);
+        if (last) break;
+      }
+      const out = batch.take();
+      if (out) yield out;
+    } finally {
+      for (const p of pending) p.catch(() => {}); // abandoned on error: settle quietly
+      session.end();
+      seg.fill(0);
+      for (const f of free) f.fill(0);
+    }
+  }
+
   try {
-    await pipeline(input as AsyncIterable<Uint8Array>, sealer, output, { end: opts.end ?? true });
+    await pipeline(input as AsyncIterable<Uint8Array>, pool ? parallelSealer : sealer, output, {
+      end: opts.end ?? true,
+    });
   } finally {
     buf.fill(0);
   }
@@ -321,6 +388,8 @@ export interface DecryptStreamOptions {
   end?: boolean;
   /** Plaintext is written in pieces of about this many bytes (default 1 MiB; ≤ 64 KiB = one per chunk). */
   writeSize?: number;
+  /** Open on these worker threads (src/appliance/chunks.ts), verified as without. */
+  parallel?: ChunkPool;
 }
 
 /** Opens one sealed chunk; returns its plaintext only if the tag verified, else undefined. */
@@ -428,8 +497,71 @@ export async function decryptStream(
     if (out) yield out;
   }
 
+  // Parallel: whole segments of sealed chunks followed by more bytes (so none is final) go to the
+  // workers; a segment whose any tag fails ends the stream with ERR_DECRYPT before its plaintext
+  // is written. The rest, final chunk included, is opened here exactly as by `opener`.
+  const pool = opts.parallel;
+  async function* parallelOpener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+    const pk = payloadKey(opts.dek, opts.fileNonce);
+    const session = pool!.session(pk);
+    zeroize(pk);
+    const free: Uint8Array[] = [];
+    const pending: Promise<ChunkReply>[] = [];
+    let seg: Uint8Array = new Uint8Array(SEGMENT_SEALED);
+    let segFill = 0;
+    const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
+      const r = await p;
+      free.push(r.data);
+      if (!('out' in r)) throw decryptFailed();
+      plainSize += r.out.byteLength;
+      return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
+    };
+    try {
+      for await (const raw of source) {
+        const piece = asBytes(raw);
+        let off = 0;
+        while (off < piece.length) {
+          if (segFill === SEGMENT_SEALED) {
+            pending.push(session.run('open', index, seg, SEGMENT_CHUNKS));
+            index += SEGMENT_CHUNKS;
+            seg = free.pop() ?? new Uint8Array(SEGMENT_SEALED);
+            segFill = 0;
+            if (pending.length >= pool!.window) yield await collect(pending.shift()!);
+          }
+          const n = Math.min(SEGMENT_SEALED - segFill, piece.length - off);
+          seg.set(piece.subarray(off, off + n), segFill);
+          segFill += n;
+          off += n;
+        }
+      }
+      while (pending.length > 0) yield await collect(pending.shift()!);
+      const batch = new Batch(SEGMENT_PLAIN);
+      let o = 0;
+      // A full sealed chunk with more bytes after it cannot be the final chunk.
+      for (; segFill - o > SEALED_CHUNK_SIZE; o += SEALED_CHUNK_SIZE) {
+        const pt = openChunk(key, nonce, seg.subarray(o, o + SEALED_CHUNK_SIZE), index, false);
+        if (!pt) throw decryptFailed();
+        index++;
+        plainSize += pt.length;
+        batch.add(pt);
+      }
+      const pt = openFinal(key, nonce, Buffer.from(seg.buffer, o, segFill - o), index);
+      plainSize += pt.length;
+      batch.add(pt);
+      const out = batch.take();
+      if (out) yield out;
+    } finally {
+      for (const p of pending) p.catch(() => {});
+      session.end();
+      seg.fill(0);
+      for (const f of free) f.fill(0);
+    }
+  }
+
   try {
-    await pipeline(payload as AsyncIterable<Uint8Array>, opener, output, { end: opts.end ?? true });
+    await pipeline(payload as AsyncIterable<Uint8Array>, pool ? parallelOpener : opener, output, {
+      end: opts.end ?? true,
+    });
   } finally {
     buf.fill(0);
   }

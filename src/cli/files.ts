@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Transform, type Writable } from 'node:stream';
+import { parallelFor } from '../appliance/chunks.ts';
 import type { JsonClient } from '../appliance/client.ts';
 import {
   decryptRange,
@@ -107,7 +108,13 @@ export async function encryptFile(
       job.progress && total !== undefined && total > 8 << 20
         ? src.pipe(progressBar(total, 'encrypting'))
         : src;
-    const r = await encryptStream(input, out.stream, { header, dek, fileNonce, end: out.end });
+    const r = await encryptStream(input, out.stream, {
+      header,
+      dek,
+      fileNonce,
+      end: out.end,
+      parallel: await parallelFor(total),
+    });
     await out.commit();
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
@@ -169,6 +176,7 @@ export async function decryptFile(
       dek,
       fileNonce: header.fields.fileNonce,
       end: out.end,
+      parallel: await parallelFor(total),
     });
     await out.commit();
     return { output: outPath, bytes: r.plainSize };

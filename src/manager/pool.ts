@@ -12,8 +12,9 @@
  * `workers: 0` runs the jobs inline (same results, same errors), e.g. on a single core.
  */
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { BlindfoldError, ERROR_CODES, type ErrorCode } from '../core/errors.ts';
+import { startModuleWorker } from '../util/ts-worker.ts';
 import { type GroupJob, runGroupJob } from './group-ops.ts';
 
 export interface GroupPool {
@@ -29,34 +30,6 @@ interface Slot {
   worker: Worker;
   pending: Map<number, { resolve: (y: Uint8Array) => void; reject: (e: unknown) => void }>;
 }
-
-/**
- * The worker's source: load tsx's loader (the project runs from its TypeScript sources, and a
- * worker does not inherit loader hooks registered at run time), then group-ops.ts.
- */
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-(async () => {
-  const { register } = await import(workerData.tsxUrl);
-  register();
-  const { runGroupJob } = await import(workerData.opsUrl);
-  const { BlindfoldError } = await import(workerData.errorsUrl);
-  parentPort.on('message', (m) => {
-    try {
-      const y = runGroupJob(m.job);
-      parentPort.postMessage({ id: m.id, y }, [y.buffer]);
-    } catch (e) {
-      parentPort.postMessage({
-        id: m.id,
-        error: e instanceof BlindfoldError
-          ? { code: e.code, message: e.message }
-          : { code: 'ERR_INTERNAL', message: 'group operation failed' },
-      });
-    }
-  });
-  parentPort.postMessage({ ready: true });
-})().catch((e) => { console.error(e); process.exit(1); });
-`;
 
 /** The default: one worker per core, none on a single core (the main thread does them). */
 export function defaultWorkers(): number {
@@ -75,56 +48,42 @@ export async function createGroupPool(workers = defaultWorkers()): Promise<Group
   let closed = false;
   const slots: Slot[] = [];
 
-  const spawn = (): Promise<Slot> =>
-    new Promise((resolve, reject) => {
-      const worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: {
-          tsxUrl: import.meta.resolve('tsx/esm/api'),
-          opsUrl: new URL('./group-ops.ts', import.meta.url).href,
-          errorsUrl: new URL('../core/errors.ts', import.meta.url).href,
-        },
-      });
-      const slot: Slot = { worker, pending: new Map() };
-      let ready = false;
-      worker.on('message', (m: Reply | { ready: true }) => {
-        if ('ready' in m) {
-          ready = true;
-          // Idle workers must not keep the process alive (it ends when the server closes).
-          worker.unref();
-          resolve(slot);
-          return;
-        }
-        const p = slot.pending.get(m.id);
-        if (!p) return;
-        slot.pending.delete(m.id);
-        if (slot.pending.size === 0) worker.unref();
-        if (m.y) p.resolve(m.y);
-        else p.reject(jobError(m.error));
-      });
-      const fail = (e: unknown) => {
-        if (!ready) reject(e);
-        for (const p of slot.pending.values()) {
-          p.reject(new BlindfoldError('ERR_INTERNAL', 'a group worker stopped', { cause: e }));
-        }
-        slot.pending.clear();
-        // Replace it, so that one crash does not shrink the pool for good.
-        const i = slots.indexOf(slot);
-        if (i >= 0 && !closed) {
-          spawn().then(
-            (s) => {
-              if (closed) void s.worker.terminate();
-              else slots[i] = s;
-            },
-            () => slots.splice(slots.indexOf(slot), 1),
-          );
-        }
-      };
-      worker.on('error', fail);
-      worker.on('exit', (code) => {
-        if (!closed) fail(new Error(`group worker exited with ${code}`));
-      });
+  const spawn = async (): Promise<Slot> => {
+    const worker = await startModuleWorker(new URL('./group-worker.ts', import.meta.url));
+    const slot: Slot = { worker, pending: new Map() };
+    worker.on('message', (m: Reply) => {
+      const p = slot.pending.get(m.id);
+      if (!p) return;
+      slot.pending.delete(m.id);
+      if (slot.pending.size === 0) worker.unref();
+      if (m.y) p.resolve(m.y);
+      else p.reject(jobError(m.error));
     });
+    const fail = (e: unknown) => {
+      for (const p of slot.pending.values()) {
+        p.reject(new BlindfoldError('ERR_INTERNAL', 'a group worker stopped', { cause: e }));
+      }
+      slot.pending.clear();
+      // Replace it, so that one crash does not shrink the pool for good.
+      const i = slots.indexOf(slot);
+      if (i >= 0 && !closed) {
+        spawn().then(
+          (s) => {
+            if (closed) void s.worker.terminate();
+            else slots[i] = s;
+          },
+          () => slots.splice(slots.indexOf(slot), 1),
+        );
+      }
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (!closed) fail(new Error(`group worker exited with ${code}`));
+    });
+    // Idle workers must not keep the process alive (it ends when the server closes).
+    worker.unref();
+    return slot;
+  };
 
   for (const s of await Promise.all(Array.from({ length: workers }, spawn))) slots.push(s);
 
