@@ -4,6 +4,8 @@
  *   scalarmult <ms>   prints "ready", waits for "go" on stdin, then runs group.ts `mul` for <ms>
  *                     and prints {rate} (mult/s). Several at once measure the cores together.
  *   aes-seal <ms> | aes-open <ms>   the same with lib.ts rawAes: {rate} in MB/s.
+ *   probe             like scalarmult, but stays: each "go <ms>" line on stdin runs once more and
+ *                     prints {rate}; one per core measures the limit next to each load point.
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream, and prints
  *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes}. maxRSS is the process's peak
@@ -41,6 +43,26 @@ function waitForGo(): Promise<void> {
 
 async function main(): Promise<void> {
   const job = process.argv[2];
+  if (job === 'probe') {
+    // A long-lived limit probe: "go <ms>" runs scalarMultLoop and answers {rate}; stdin EOF ends.
+    scalarMultLoop(200);
+    process.stdout.write('ready\n');
+    let buf = '';
+    for await (const d of process.stdin) {
+      buf += (d as Buffer).toString();
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const m = /^go (\d+)$/.exec(buf.slice(0, nl).trim());
+        buf = buf.slice(nl + 1);
+        if (m) {
+          const r = scalarMultLoop(Number(m[1]));
+          process.stdout.write(`${JSON.stringify({ rate: (r.ops / r.ms) * 1000 })}\n`);
+        }
+        nl = buf.indexOf('\n');
+      }
+    }
+    return;
+  }
   if (job === 'scalarmult') {
     scalarMultLoop(200); // warm-up (WASM tier-up)
     process.stdout.write('ready\n');

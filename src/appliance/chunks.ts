@@ -7,17 +7,101 @@
  * and the rest of the last segment are sealed or opened on the calling thread, so that the
  * workers only ever see non-final chunks and the file format is byte for byte the serial one.
  *
- * What a worker receives: the stream's payload key (32 bytes, once per stream and worker, in a
+ * What a worker receives: each chunk's nonce (computed here by format.ts), the stream's payload key (32 bytes, once per stream and worker, in a
  * transferred buffer the worker zeroes after making a KeyObject of it, forgotten at the end of the
  * stream) and the segments. Plaintext buffers are zeroed by the worker after sealing; an opened
  * segment whose tag fails is zeroed and never returned.
  */
 import os from 'node:os';
-import type { Worker } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { BlindfoldError } from '../core/errors.ts';
-import { CHUNK_SIZE, SEALED_CHUNK_SIZE } from '../core/format.ts';
-import { startModuleWorker } from '../util/ts-worker.ts';
-import type { ChunkJob, ChunkReply } from './chunk-worker.ts';
+import {
+  CHUNK_NONCE_SIZE,
+  CHUNK_SIZE,
+  chunkNonce,
+  SEALED_CHUNK_SIZE,
+  TAG_SIZE,
+} from '../core/format.ts';
+
+export interface ChunkJob {
+  id: number;
+  op: 'seal' | 'open';
+  stream: number;
+  /** The stream's payload key, with the first job a worker gets for the stream. */
+  key?: Uint8Array;
+  /** `count` chunk nonces of 12 bytes (SPEC.md §6.2, from format.ts chunkNonce). */
+  nonces: Uint8Array;
+  /** `count` plaintext chunks of CHUNK_SIZE (seal) or sealed chunks of CHUNK_SIZE + 16 (open). */
+  data: Uint8Array;
+  count: number;
+}
+
+export type ChunkReply =
+  | { id: number; out: Uint8Array; data: Uint8Array }
+  | { id: number; failed: true; data: Uint8Array };
+
+/**
+ * The worker: plain JavaScript over node:crypto only (no TypeScript loader, no libsodium: a worker
+ * costs a few MB, not tens). It knows nothing of the format: the nonces come with the job.
+ * Plaintext input is zeroed after sealing; a segment whose tag fails is zeroed, never returned.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createCipheriv, createDecipheriv, createSecretKey } = require('node:crypto');
+const { chunk: C, tag: T } = workerData;
+const S = C + T;
+const keys = new Map();
+parentPort.on('message', (m) => {
+  if (m.op === 'forget') { keys.delete(m.stream); return; }
+  if (m.key) { keys.set(m.stream, createSecretKey(m.key)); m.key.fill(0); }
+  const key = keys.get(m.stream);
+  const data = m.data;
+  const nonce = (i) => m.nonces.subarray(i * 12, i * 12 + 12);
+  if (m.op === 'seal') {
+    const out = new Uint8Array(m.count * S);
+    for (let i = 0; i < m.count; i++) {
+      const c = createCipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
+      out.set(c.update(data.subarray(i * C, (i + 1) * C)), i * S);
+      c.final();
+      out.set(c.getAuthTag(), i * S + C);
+    }
+    data.fill(0);
+    parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
+    return;
+  }
+  const out = new Uint8Array(m.count * C);
+  for (let i = 0; i < m.count; i++) {
+    const d = createDecipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
+    d.setAuthTag(data.subarray(i * S + C, (i + 1) * S));
+    const pt = d.update(data.subarray(i * S, i * S + C));
+    try {
+      d.final();
+    } catch {
+      pt.fill(0);
+      out.fill(0);
+      parentPort.postMessage({ id: m.id, failed: true, data }, [data.buffer]);
+      return;
+    }
+    out.set(pt, i * C);
+    pt.fill(0);
+  }
+  parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
+});
+parentPort.postMessage({ ready: true });
+`;
+
+function startChunkWorker(): Promise<Worker> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE },
+    });
+    w.once('message', (m: { ready?: boolean }) =>
+      m?.ready ? resolve(w) : reject(new Error('bad start')),
+    );
+    w.once('error', reject);
+  });
+}
 
 /** Chunks per segment: 16 × 64 KiB = 1 MiB, the size of one output write. */
 export const SEGMENT_CHUNKS = 16;
@@ -45,10 +129,9 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'workers must be an integer from 1 to 256');
   }
-  const url = new URL('./chunk-worker.ts', import.meta.url);
   const slots = await Promise.all(
     Array.from({ length: workers }, async () => {
-      const worker = await startModuleWorker(url);
+      const worker = await startChunkWorker();
       const pending = new Map<
         number,
         { resolve: (r: ChunkReply) => void; reject: (e: unknown) => void }
@@ -89,8 +172,16 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
           const i = rr++ % slots.length;
           const slot = slots[i]!;
           const id = nextId++;
-          const job: ChunkJob = { id, op, stream, first, data, count };
-          const transfer = [data.buffer as ArrayBuffer];
+          const nonces = new Uint8Array(count * CHUNK_NONCE_SIZE);
+          for (let k = 0; k < count; k++) {
+            chunkNonce(
+              first + k,
+              false,
+              nonces.subarray(k * CHUNK_NONCE_SIZE, (k + 1) * CHUNK_NONCE_SIZE),
+            );
+          }
+          const job: ChunkJob = { id, op, stream, nonces, data, count };
+          const transfer = [data.buffer as ArrayBuffer, nonces.buffer as ArrayBuffer];
           if (!keyed.has(i)) {
             keyed.add(i);
             job.key = key.slice();

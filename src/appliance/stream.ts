@@ -50,8 +50,13 @@ import {
   WRAP_NONCE_SIZE,
 } from '../core/format.ts';
 import { type Rng, systemRng } from '../core/random.ts';
-import type { ChunkReply } from './chunk-worker.ts';
-import { type ChunkPool, SEGMENT_CHUNKS, SEGMENT_PLAIN, SEGMENT_SEALED } from './chunks.ts';
+import {
+  type ChunkPool,
+  type ChunkReply,
+  SEGMENT_CHUNKS,
+  SEGMENT_PLAIN,
+  SEGMENT_SEALED,
+} from './chunks.ts';
 
 const ALG = 'aes-256-gcm';
 const EMPTY = Buffer.alloc(0);
