@@ -55,8 +55,14 @@ async function main(): Promise<void> {
         const m = /^go (\d+)$/.exec(buf.slice(0, nl).trim());
         buf = buf.slice(nl + 1);
         if (m) {
+          const c0 = process.cpuUsage();
           const r = scalarMultLoop(Number(m[1]));
-          process.stdout.write(`${JSON.stringify({ rate: (r.ops / r.ms) * 1000 })}\n`);
+          const c = process.cpuUsage(c0);
+          const cpuMs = (c.user + c.system) / 1000;
+          // rate: per second of wall time; cpuRate: per second of CPU this process got.
+          process.stdout.write(
+            `${JSON.stringify({ rate: (r.ops / r.ms) * 1000, cpuRate: (r.ops / cpuMs) * 1000 })}\n`,
+          );
         }
         nl = buf.indexOf('\n');
       }
