@@ -8,7 +8,8 @@
  *                     prints {rate}; one per core measures the limit next to each load point.
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream, and prints
- *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes}. maxRSS is the process's peak
+ *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB, streamPeakKiB}
+ *                     (RSS sampled every 20 ms while streaming). maxRSS is the process's peak
  *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
@@ -97,6 +98,13 @@ async function main(): Promise<void> {
     const dek = fromB64u(o.dek);
     const out = createWriteStream(o.output);
     const parallel = await createChunkPool(); // one worker per core, as the CLI uses for big files
+    // Resident set sampled while streaming (all threads of this process): the stream's own peak,
+    // apart from the transient peak of loading node + tsx + libsodium that maxRSS also holds.
+    const rssAtStart = process.memoryUsage.rss();
+    let streamPeak = rssAtStart;
+    const sampler = setInterval(() => {
+      streamPeak = Math.max(streamPeak, process.memoryUsage.rss());
+    }, 20);
     const t0 = performance.now();
     let bytes: number;
     if (job === 'encrypt') {
@@ -119,9 +127,13 @@ async function main(): Promise<void> {
       bytes = r.plainSize;
     }
     const ms = performance.now() - t0;
+    clearInterval(sampler);
+    streamPeak = Math.max(streamPeak, process.memoryUsage.rss());
     const maxRssKiB = process.resourceUsage().maxRSS;
     await parallel.close();
-    process.stdout.write(`${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB: rssAtStart / 1024, streamPeakKiB: streamPeak / 1024 })}\n`,
+    );
     return;
   }
   throw new Error(`unknown job ${job}`);
