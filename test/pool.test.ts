@@ -69,7 +69,10 @@ test('the caller keeps no copy of a job secret: its arrays are zeroed once the j
   const [j] = jobs(1);
   const sent = copy(j!);
   const p = pool.run(sent);
-  assert.ok(sent.sk!.some((b) => b !== 0), 'still queued: not sent yet');
+  assert.ok(
+    sent.sk!.some((b) => b !== 0),
+    'still queued: not sent yet',
+  );
   await p;
   // Sent in this turn's message: this thread's copies are zero.
   assert.ok(sent.sk!.every((b) => b === 0));
