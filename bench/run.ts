@@ -26,10 +26,11 @@
  *      AES-256-GCM of node:crypto on 64 KiB chunks with one process per core at once, and file →
  *      file against a plain file copy (the I/O path) and against the same AES limit;
  *   5. peak RSS of a child process that encrypts (and one that decrypts) a file;
- *   6. cluster (bench/cluster.ts) and 7. scale-out (bench/replicas.ts), as before.
+ *   6. cluster (bench/cluster.ts) and 7. scale-out (bench/replicas.ts), 8. N locations
+ *      (bench/locations.ts), 9. KMS API (bench/kms.ts): their own lines, their results in the JSON.
  *
- * Default: short (under two minutes on an idle machine: 1.5 s per load point, concurrency 1, 8,
- * 32; 256 MB files). `--full`: 8 s per point, concurrency up to 64, 1 GB files. Overrides: `--seconds N` (per load point), `--size-mb N` (files). Every child
+ * Default: short (1.5 s per load point, concurrency 1, 8, 32; 256 MB files; aimed at two minutes
+ * on an idle machine, 3-4 minutes measured on a loaded one, docs/PERFORMANCE.md). `--full`: 8 s per point, concurrency up to 64, 1 GB files. Overrides: `--seconds N` (per load point), `--size-mb N` (files). Every child
  * process and temp dir is removed at the end, on error and on Ctrl-C too.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -1111,9 +1112,12 @@ async function main(): Promise<void> {
   report.replicas = await runReplicasBench({ seconds: FULL ? CFG.pointMs / 1000 : 1 });
   console.log('');
 
-  // 7. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
+  // 8. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
   const { runLocationsBench } = await import('./locations.ts');
   report.locations = await runLocationsBench({ seconds: CFG.pointMs / 1000 });
+  // 9. KMS API (issue #6): GenerateDataKey / Decrypt, plain and client-blinded (bench/kms.ts).
+  const { runKmsBench } = await import('./kms.ts');
+  report.kms = await runKmsBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
   report.loadAverageAtEnd = os.loadavg();
