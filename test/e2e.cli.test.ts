@@ -2,7 +2,8 @@
  * The command line through real processes: `blindfold up` (manager + appliance processes), then
  * `blindfold encrypt/decrypt` on files of several sizes (100 MB included), byte ranges, and the
  * failures that must lose nothing: tampered and truncated files, a manager that is down, bad
- * arguments. Each failure exits non-zero with a stable code and leaves no output file.
+ * arguments. Each failure exits non-zero with a stable code and leaves no output file. And
+ * `blindfold up --locations 3` (a blinder process too): a hom3 round trip and a clean stop.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -11,6 +12,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createJsonClient } from '../src/appliance/client.ts';
 import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
 
 function run(args: string[], env: NodeJS.ProcessEnv, input?: Buffer) {
@@ -248,5 +250,103 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], env);
     assert.equal(d.code, 0, d.stderr);
     assert.deepEqual(await readFile(`${f}.out`), data);
+  });
+});
+
+/** Child processes of `pid` (Linux /proc: the 4th field of /proc/N/stat is the parent). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = await readFile(`/proc/${d}/stat`, 'utf8');
+      // comm (2nd field) may hold spaces: parse after its closing parenthesis.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(d));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('`blindfold up --locations 3` (manager, appliance and a blinder as real processes)', () => {
+  test('banner, encrypt and decrypt through the hom3 chain, clean stop', async () => {
+    const home = await tmpDir();
+    const work = await tmpDir();
+    const env: NodeJS.ProcessEnv = { ...process.env, BLINDFOLD_HOME: home, BLINDFOLD_LOG: 'warn' };
+    delete env.BLINDFOLD_ROOT_KEY;
+    const base = 41000 + Math.floor(Math.random() * 15000);
+    const up = spawn(
+      process.execPath,
+      [BIN, 'up', '--locations', '3', '--port', String(base), '--local-port', String(base + 1)],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let log = '';
+    up.stdout!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    up.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => up.once('exit', (c) => r(c)));
+    try {
+      for (let i = 0; i < 600 && !log.includes('Blindfold is up'); i++) {
+        if (up.exitCode !== null) throw new Error(`up exited: ${log}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(log, /Blindfold is up \(3 locations\)/);
+      const blinder = /blinder (bl-[0-9a-f]{16}) on (https:\/\/127\.0\.0\.1:(\d+))/.exec(log);
+      assert.ok(blinder, log);
+      assert.equal(Number(blinder[3]), base + 11);
+      // manager, blinder and appliance: three processes of their own.
+      const kids = await childrenOf(up.pid!);
+      assert.equal(kids.length, 3, `children of up: ${kids}`);
+
+      const f = join(work, 'three');
+      const data = randomBytes(70000);
+      await writeFile(f, data);
+      const e = await run(['encrypt', f], env);
+      assert.equal(e.code, 0, e.stderr);
+      const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], env);
+      assert.equal(d.code, 0, d.stderr);
+      assert.deepEqual(await readFile(`${f}.out`), data);
+      // The keyring is hom3 through that blinder, and the blinder audited both requests.
+      const s = await run(['status'], env);
+      assert.equal(s.code, 0, s.stderr);
+      assert.match(s.stdout.toString(), /"mode": "hom3"/);
+      const token = (await readFile(join(home, 'blinder-1', 'blinder.token'), 'utf8')).trim();
+      const caPem = await readFile(join(home, 'manager', 'pki', 'ca.pem'), 'utf8');
+      const c = createJsonClient({ baseUrl: blinder[2]!, caPem, token, retries: 0 });
+      try {
+        const audit = await c.request<{ entries: { action: string; outcome: string }[] }>(
+          'GET',
+          '/v1/audit',
+        );
+        const ok = (a: string) => audit.entries.some((x) => x.action === a && x.outcome === 'ok');
+        assert.ok(ok('chain.setup') && ok('chain.create') && ok('chain.recover'));
+      } finally {
+        c.close();
+      }
+
+      up.kill('SIGTERM');
+      assert.equal(await exited, 0, log);
+      for (const pid of kids) assert.equal(alive(pid), false, `process ${pid} left running`);
+    } finally {
+      if (up.exitCode === null) {
+        up.kill('SIGKILL');
+        await exited;
+      }
+      await cleanup(home, work);
+    }
   });
 });
