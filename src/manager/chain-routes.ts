@@ -13,6 +13,7 @@ import {
 import { fromB64u, toB64u } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { b64u, errorResponses, keyringName } from '../server/common.ts';
+import type { BlinderHealthMonitor } from './blinder-health.ts';
 import type { Manager } from './manager.ts';
 
 export interface ChainRouteDeps {
@@ -20,7 +21,46 @@ export interface ChainRouteDeps {
   caPem: string;
   operator: (request: FastifyRequest) => Promise<string>;
   peerFingerprint: (request: FastifyRequest) => string | undefined;
+  /** Probes of the blinders' /health and /ready for operators (SPEC.md §7.6). */
+  health: BlinderHealthMonitor;
+  /** Last relayed request per blinder id (this process only), written here on each relay. */
+  lastRelay: Map<string, number>;
 }
+
+const healthOut = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    now: { type: 'integer' },
+    blinders: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string' },
+          name: { type: 'string' },
+          url: { type: 'string' },
+          identityFingerprint: { type: 'string' },
+          keyrings: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { keyring: { type: 'string' }, position: { type: 'integer' } },
+            },
+          },
+          state: { type: 'string', enum: ['ready', 'not-ready', 'down', 'unannounced'] },
+          values: { type: ['integer', 'null'] },
+          error: { type: ['string', 'null'] },
+          checkedAt: { type: ['integer', 'null'] },
+          latencyMs: { type: ['integer', 'null'] },
+          lastRelayAt: { type: ['integer', 'null'] },
+        },
+      },
+    },
+  },
+} as const;
 
 const blinderId = { type: 'string', pattern: '^bl-[0-9a-f]{16}$' } as const;
 
@@ -141,6 +181,17 @@ export function registerChainRoutes(app: FastifyInstance, d: ChainRouteDeps): vo
     },
   );
 
+  // Operators: each blinder's state as probed now (cached a few seconds), its chains and the last
+  // request relayed through it. Reads only, so not audited (SPEC.md §8 audits changes and uses).
+  app.get(
+    '/v1/blinders/health',
+    { schema: { response: { 200: healthOut, ...errorResponses } } },
+    async (request) => {
+      await d.operator(request);
+      return d.health.list();
+    },
+  );
+
   app.post<{ Body: { url: string } }>(
     '/v1/blinders/announce',
     {
@@ -226,6 +277,13 @@ export function registerChainRoutes(app: FastifyInstance, d: ChainRouteDeps): vo
     async (request) => {
       const { fpr } = await blinder(request);
       const out = await manager.relay(fpr, decodeEnvelope(request.body), String(request.id));
+      // The relay came from the chain's last blinder, which takes it only from its predecessor,
+      // and so on back to the appliance: every blinder of the chain passed this request on.
+      const at = Date.now();
+      for (const id of manager.listChains().find((c) => c.keyring === request.body.keyring)
+        ?.blinders ?? []) {
+        d.lastRelay.set(id, at);
+      }
       if (out.ticket && out.itemId) {
         return {
           itemId: toB64u(out.itemId),

@@ -616,6 +616,11 @@ export class Manager {
     return [...this.blinders.values()];
   }
 
+  /** Every hom3/homN keyring's chain, blinder ids in request order (as last read). */
+  listChains(): { keyring: string; blinders: string[] }[] {
+    return [...this.chains].map(([keyring, blinders]) => ({ keyring, blinders: [...blinders] }));
+  }
+
   /** Resolves an authenticated peer to a registered blinder (re-reading the store if unknown). */
   async blinderByPeer(fpr: string): Promise<BlinderRecord | undefined> {
     let id = this.blinderByFingerprint.get(fpr);

@@ -20,6 +20,7 @@ import { ensureLocalPki } from '../tls/ca-store.ts';
 import { issueCertificate, spkiFingerprint } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { createAuditLog } from './audit.ts';
+import { blinderHealthTtlFromEnv } from './blinder-health.ts';
 import { Manager } from './manager.ts';
 import { createGroupPool, defaultWorkers, type GroupPool } from './pool.ts';
 import { createSealer } from './seal.ts';
@@ -161,6 +162,7 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
     logger: o.logger,
     metrics,
     historyIntervalMs: historyIntervalFromEnv(process.env),
+    blinderHealthTtlMs: blinderHealthTtlFromEnv(process.env),
   });
   // Replicas share the store: pick up other replicas' rotations and revocations (SPEC.md §7.3).
   const refresh = setInterval(() => {

@@ -31,6 +31,7 @@ import {
 } from '../server/common.ts';
 import { MetricsHistory } from '../server/history.ts';
 import type { Store } from '../store/types.ts';
+import { createBlinderHealthMonitor } from './blinder-health.ts';
 import { registerChainRoutes } from './chain-routes.ts';
 import { registerConsoleRoutes } from './console-routes.ts';
 import { DELETION_MAX_DAYS, DELETION_MIN_DAYS, type Manager } from './manager.ts';
@@ -48,6 +49,8 @@ export interface ManagerServerOptions {
   historyIntervalMs?: number;
   /** The KMS control point (SPEC.md §11); its routes are served when given. */
   kms?: KmsService;
+  /** How long blinder probe results are reused (default 3 s, SPEC.md §7.6). */
+  blinderHealthTtlMs?: number;
 }
 
 const peerCache = new WeakMap<object, string>();
@@ -527,7 +530,23 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   registerConsoleRoutes(app, { manager, history, lastSeen, operator, appliance });
   // The web console's static page and bundle (src/console), same origin as this API.
   registerConsole(app);
-  registerChainRoutes(app, { manager, operator, caPem: opts.caPem, peerFingerprint });
+  const lastRelay = new Map<string, number>();
+  const health = createBlinderHealthMonitor({
+    blinders: () => manager.listBlinders(),
+    chains: () => manager.listChains(),
+    lastRelay: (id) => lastRelay.get(id) ?? null,
+    caPem: opts.caPem,
+    ttlMs: opts.blinderHealthTtlMs,
+  });
+  app.addHook('onClose', async () => health.close());
+  registerChainRoutes(app, {
+    manager,
+    operator,
+    caPem: opts.caPem,
+    peerFingerprint,
+    health,
+    lastRelay,
+  });
   if (opts.kms) registerKmsManagerRoutes(app, { kms: opts.kms, operator, appliance });
 
   // -- operator: audit -------------------------------------------------------------------------

@@ -111,3 +111,25 @@ export interface AuditRow {
   prevHash: string;
   hash: string;
 }
+
+/** GET /v1/blinders/health (SPEC.md §7.6). */
+export interface BlinderHealth {
+  id: string;
+  name: string;
+  url: string;
+  identityFingerprint: string;
+  keyrings: { keyring: string; position: number }[];
+  state: 'ready' | 'not-ready' | 'down' | 'unannounced';
+  values: number | null;
+  error: string | null;
+  checkedAt: number | null;
+  latencyMs: number | null;
+  lastRelayAt: number | null;
+}
+
+export const BLINDER_BADGE: Record<BlinderHealth['state'], string> = {
+  ready: 'ok',
+  'not-ready': 'warn',
+  down: 'bad',
+  unannounced: 'warn',
+};

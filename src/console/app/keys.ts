@@ -3,7 +3,7 @@
  * disable or enable, schedule or cancel deletion, each behind a confirmation dialog. Every action
  * is the CLI's operator route, audited by the manager (SPEC.md §7.1, §8).
  */
-import { type AuditRow, api, type Keyring } from './api.ts';
+import { type AuditRow, api, BLINDER_BADGE, type BlinderHealth, type Keyring } from './api.ts';
 import { clear, confirmDialog, errorBox, fmtTime, h, message, toast } from './dom.ts';
 
 const HISTORY_ACTIONS = [
@@ -28,6 +28,47 @@ async function history(name: string): Promise<AuditRow[]> {
     .flatMap((l) => l.entries)
     .filter((e) => e.keyring === name)
     .sort((a, b) => a.seq - b.seq);
+}
+
+/**
+ * The chains of hom3/homN keyrings, blinders in request order with their probed state
+ * (GET /v1/blinders/health, SPEC.md §7.6).
+ */
+async function chains(rings: Keyring[]): Promise<Map<string, BlinderHealth[]>> {
+  const out = new Map<string, BlinderHealth[]>();
+  if (!rings.some((k) => k.mode === 'hom3' || k.mode === 'homN')) return out;
+  const { blinders } = await api<{ blinders: BlinderHealth[] }>('GET', '/v1/blinders/health');
+  const at = new Map<string, { b: BlinderHealth; position: number }[]>();
+  for (const b of blinders) {
+    for (const k of b.keyrings) {
+      const l = at.get(k.keyring) ?? [];
+      l.push({ b, position: k.position });
+      at.set(k.keyring, l);
+    }
+  }
+  for (const [k, l] of at) {
+    out.set(
+      k,
+      l.sort((x, y) => x.position - y.position).map((x) => x.b),
+    );
+  }
+  return out;
+}
+
+function chainView(list: BlinderHealth[]): HTMLElement {
+  if (list.length === 0) return h('div', { class: 'bad chain' }, 'no chain known');
+  return h(
+    'ol',
+    { class: 'chain', 'aria-label': 'blinders in request order' },
+    ...list.map((b) =>
+      h(
+        'li',
+        { 'data-blinder': b.id, title: `${b.id} ${b.url}` },
+        h('span', { class: `badge ${BLINDER_BADGE[b.state]}` }, b.state),
+        ` ${b.name}`,
+      ),
+    ),
+  );
 }
 
 async function details(k: Keyring): Promise<HTMLElement> {
@@ -92,8 +133,10 @@ export async function keys(root: HTMLElement): Promise<() => void> {
   const list = h('div', {});
   const render = async () => {
     let rings: Keyring[];
+    let chainOf: Map<string, BlinderHealth[]>;
     try {
       rings = (await api<{ keyrings: Keyring[] }>('GET', '/v1/keyrings')).keyrings;
+      chainOf = await chains(rings);
     } catch (e) {
       clear(list, errorBox(e));
       return;
@@ -242,7 +285,12 @@ export async function keys(root: HTMLElement): Promise<() => void> {
           'tr',
           { 'data-keyring': k.name },
           h('td', {}, h('strong', {}, k.name)),
-          h('td', {}, k.mode),
+          h(
+            'td',
+            {},
+            k.mode,
+            k.mode === 'hom3' || k.mode === 'homN' ? chainView(chainOf.get(k.name) ?? []) : null,
+          ),
           h('td', {}, k.scheme),
           h('td', { class: 'master-version' }, String(k.masterVersion)),
           h('td', { class: 'manager-version' }, String(k.managerVersion)),

@@ -2,7 +2,7 @@
  * Overview: health of the manager, appliances and blinders, and request rate, errors and latency
  * over time (GET /v1/metrics/history, sampled by the manager, SPEC.md §7.1).
  */
-import { api, type Member } from './api.ts';
+import { api, BLINDER_BADGE, type BlinderHealth, type Member } from './api.ts';
 import { lineChart } from './charts.ts';
 import { ago, clear, errorBox, h } from './dom.ts';
 
@@ -18,12 +18,40 @@ interface Sample {
 /** An appliance that made a request within this many ms counts as active. */
 const ACTIVE_MS = 15_000;
 
+function ordinal(i: number): string {
+  const n = i + 1;
+  return `${n}${n === 1 ? 'st' : n === 2 ? 'nd' : n === 3 ? 'rd' : 'th'}`;
+}
+
+function blinderItem(b: BlinderHealth, now: number): HTMLElement {
+  const chains = b.keyrings.map((k) => `${k.keyring} (${ordinal(k.position)})`).join(', ');
+  return h(
+    'li',
+    { 'data-blinder': b.id },
+    h('span', { class: `badge ${BLINDER_BADGE[b.state]}` }, b.state),
+    ' ',
+    h('strong', {}, b.name),
+    ` ${b.id} — ${b.url || 'no URL announced'}`,
+    h(
+      'div',
+      { class: 'muted' },
+      chains ? `in the chain of ${chains}` : 'in no keyring chain',
+      b.lastRelayAt === null
+        ? ' · no request relayed through it since this manager started'
+        : ` · last relayed request ${ago(b.lastRelayAt, now)}`,
+      b.state === 'ready' && b.values !== null ? ` · ${b.values} blinding values` : '',
+      b.latencyMs !== null && b.state !== 'unannounced' ? ` · probe ${b.latencyMs} ms` : '',
+    ),
+    b.error ? h('div', { class: b.state === 'down' ? 'bad' : 'muted' }, b.error) : null,
+  );
+}
+
 export async function overview(root: HTMLElement): Promise<() => void> {
   clear(root, h('h1', {}, 'Overview'), h('p', { class: 'muted' }, 'Loading…'));
   let timer: number | undefined;
   let stopped = false;
   const draw = async () => {
-    const [ready, members, presence, history] = await Promise.all([
+    const [ready, members, presence, history, blinders] = await Promise.all([
       api<{ status: string; store: string }>('GET', '/ready').catch((e: Error) => e),
       api<{ members: Member[] }>('GET', '/v1/cluster/members'),
       api<{ now: number; appliances: { id: string; lastSeenAt: number | null }[] }>(
@@ -31,6 +59,7 @@ export async function overview(root: HTMLElement): Promise<() => void> {
         '/v1/appliances/presence',
       ),
       api<{ intervalMs: number; now: number; samples: Sample[] }>('GET', '/v1/metrics/history'),
+      api<{ now: number; blinders: BlinderHealth[] }>('GET', '/v1/blinders/health'),
     ]);
     if (stopped) return history.intervalMs;
     const seen = new Map(presence.appliances.map((a) => [a.id, a.lastSeenAt]));
@@ -85,12 +114,21 @@ export async function overview(root: HTMLElement): Promise<() => void> {
     const blinderCard = h(
       'section',
       { class: 'card', id: 'health-blinders' },
-      h('h2', {}, 'Blinders'),
-      h(
-        'p',
-        { class: 'empty' },
-        'No blinders. Blinders take part in hom3 and homN keyrings only (SPEC.md §5.4).',
-      ),
+      h('h2', {}, `Blinders (${blinders.blinders.length})`),
+      blinders.blinders.length === 0
+        ? h(
+            'p',
+            { class: 'empty' },
+            'No blinders. Blinders take part in hom3 and homN keyrings only (SPEC.md §5.4): register one with "blindfold blinder init", or start a local deployment with "blindfold up --locations 3".',
+          )
+        : h('ul', {}, ...blinders.blinders.map((b) => blinderItem(b, blinders.now))),
+      blinders.blinders.length === 0
+        ? null
+        : h(
+            'p',
+            { class: 'muted' },
+            "Probed by this manager (/health and /ready, TLS pinned to each blinder's registered identity) every few seconds.",
+          ),
     );
     const pts = (f: (x: Sample) => number) => history.samples.map((x) => ({ t: x.ts, v: f(x) }));
     const perSec = history.intervalMs / 1000;
