@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Appliance } from '../src/appliance/appliance.ts';
 import { createJsonClient } from '../src/appliance/client.ts';
+import { createBlinderHealthMonitor } from '../src/manager/blinder-health.ts';
 import {
   type BlinderProcess,
   clientAs,
@@ -267,5 +268,54 @@ describe('blinder health: operator route and console', () => {
       await shot('overview-blinder-down');
       assert.deepEqual(consoleErrors, []);
     });
+  });
+});
+
+describe('blinder health monitor: bounded cost', () => {
+  test('concurrency cap, one shared refresh for simultaneous callers, cache within the TTL', async () => {
+    // A TCP server that accepts and never answers: every probe ends at its timeout.
+    const sockets: Socket[] = [];
+    const silent: Server = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const records = Array.from({ length: 6 }, (_, i) => ({
+      id: `bl-${String(i).padStart(16, '0')}`,
+      name: `b${i}`,
+      identityFingerprint: 'ab'.repeat(32),
+      certificatePem: '',
+      url: `${url}/b${i}`, // one client each, as distinct blinders have
+      createdAt: 0,
+      updatedAt: 0,
+    }));
+    const mon = createBlinderHealthMonitor({
+      blinders: () => records,
+      chains: () => [],
+      lastRelay: () => null,
+      caPem: '',
+      ttlMs: 10_000,
+      timeoutMs: 300,
+      concurrency: 2,
+    });
+    try {
+      const t = Date.now();
+      const [x, y] = await Promise.all([mon.list(), mon.list()]);
+      const took = Date.now() - t;
+      // 6 blinders, 2 at a time, 300 ms each: 3 rounds, not 1 (unbounded) and not 6 (serial).
+      assert.ok(took >= 850 && took < 1800, `refresh took ${took} ms`);
+      assert.deepEqual(x, y);
+      assert.ok(
+        x.blinders.every((b) => b.state === 'down' && /no answer within 300 ms/.test(b.error!)),
+      );
+      // Two callers, one refresh: one connection per blinder (/ready only after /health answers).
+      assert.equal(sockets.length, 6);
+      const t2 = Date.now();
+      await mon.list();
+      assert.ok(Date.now() - t2 < 100, 'cached within the TTL');
+      assert.equal(sockets.length, 6);
+    } finally {
+      mon.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });

@@ -7,7 +7,8 @@
  *
  * Bounded cost: results are cached for `ttlMs`; one refresh runs at a time and every caller
  * waiting in that window shares it; at most `concurrency` blinders are probed at once, each with
- * a short timeout. A request therefore waits at most about ⌈n / concurrency⌉ × timeout.
+ * a short timeout (/ready only after /health answered). A request therefore waits at most about
+ * ⌈n / concurrency⌉ × 2 × timeout, and ⌈n / concurrency⌉ × timeout when blinders are simply gone.
  */
 import { createJsonClient, type JsonClient } from '../appliance/client.ts';
 import { BlindfoldError } from '../core/errors.ts';
@@ -61,6 +62,18 @@ export interface BlinderHealthMonitor {
   close(): void;
 }
 
+/**
+ * The probe's own deadline: the client's socket timeout may fire later than asked while a TLS
+ * handshake hangs, and the answer must not wait for it (the request still ends by itself).
+ */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 const message = (e: unknown) =>
   (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, 300);
 
@@ -109,14 +122,19 @@ export function createBlinderHealthMonitor(d: BlinderHealthDeps): BlinderHealthM
     } catch (e) {
       return done('down', null, message(e));
     }
-    const [health, ready] = await Promise.allSettled([
-      c.request<{ status?: string }>('GET', '/health'),
-      c.request<{ status?: string; blinderId?: string; values?: number }>('GET', '/ready'),
-    ]);
-    if (health.status === 'rejected') return done('down', null, message(health.reason));
-    if (health.value?.status !== 'ok') return done('down', null, 'unexpected /health answer');
-    if (ready.status === 'rejected') return done('not-ready', null, message(ready.reason));
-    const r = ready.value;
+    // /health first: a blinder that does not answer it costs one timeout, not two.
+    try {
+      const health = await within(c.request<{ status?: string }>('GET', '/health'), timeoutMs);
+      if (health?.status !== 'ok') return done('down', null, 'unexpected /health answer');
+    } catch (e) {
+      return done('down', null, message(e));
+    }
+    let r: { status?: string; blinderId?: string; values?: number };
+    try {
+      r = await within(c.request('GET', '/ready'), timeoutMs);
+    } catch (e) {
+      return done('not-ready', null, message(e));
+    }
     if (r?.status !== 'ready' || r.blinderId !== b.id) {
       return done('not-ready', null, `unexpected /ready answer (blinder ${String(r?.blinderId)})`);
     }
