@@ -293,18 +293,18 @@ describe('blinder health monitor: bounded cost', () => {
       lastRelay: () => null,
       caPem: '',
       ttlMs: 10_000,
-      timeoutMs: 300,
+      timeoutMs: 500,
       concurrency: 2,
     });
     try {
       const t = Date.now();
       const [x, y] = await Promise.all([mon.list(), mon.list()]);
       const took = Date.now() - t;
-      // 6 blinders, 2 at a time, 300 ms each: 3 rounds, not 1 (unbounded) and not 6 (serial).
-      assert.ok(took >= 850 && took < 1800, `refresh took ${took} ms`);
-      assert.deepEqual(x, y);
+      // 6 blinders, 2 at a time, 500 ms each: 3 rounds, not 1 (unbounded) and not 6 (serial).
+      assert.ok(took >= 1450 && took < 2700, `refresh took ${took} ms`);
+      assert.deepEqual(x.blinders, y.blinders); // the same probes (only `now` may differ)
       assert.ok(
-        x.blinders.every((b) => b.state === 'down' && /no answer within 300 ms/.test(b.error!)),
+        x.blinders.every((b) => b.state === 'down' && /no answer within 500 ms/.test(b.error!)),
       );
       // Two callers, one refresh: one connection per blinder (/ready only after /health answers).
       assert.equal(sockets.length, 6);
