@@ -6,7 +6,8 @@
  * - the probe is pinned to the registered identity: a blinder whose announced URL is served by
  *   another blinder (same CA) is down, and a URL that never answers is down within the timeout;
  * - in Chromium: the Overview shows the blinders ready, the Keys page shows each hom3/homN chain
- *   in order; a blinder stopped shows as down on the Overview. No console errors; screenshots go
+ *   in order and creates a homN keyring with blinders named in order; a blinder stopped shows as
+ *   down on the Overview. No console errors; screenshots go
  *   to test-artifacts/console/.
  */
 import assert from 'node:assert/strict';
@@ -251,6 +252,22 @@ describe('blinder health: operator route and console', () => {
         (await page.locator('tr[data-keyring="four"] ol.chain').textContent())!,
         /ready north.*ready south/,
       );
+      // Create a homN keyring in the page, its chain named by blinder names in request order.
+      await page.locator('select[name="mode"]').selectOption('homN');
+      await page.locator('#blinders-help', { hasText: ids[1]! }).waitFor();
+      await page.locator('input[name="name"]').fill('five');
+      await page.locator('input[name="blinders"]').fill('south, north');
+      await page.getByRole('button', { name: 'Create keyring' }).click();
+      await page.locator('tr[data-keyring="five"] ol.chain').waitFor();
+      assert.deepEqual(await chain('five'), [ids[1], ids[0]]);
+      // An unknown name is refused in the page, before any request.
+      await page.locator('input[name="name"]').fill('six');
+      await page.locator('input[name="blinders"]').fill('nowhere');
+      await page.getByRole('button', { name: 'Create keyring' }).click();
+      await page
+        .getByRole('alert')
+        .filter({ hasText: 'no registered blinder "nowhere"' })
+        .waitFor();
       await shot('keys-chains');
 
       await bs[1]!.stop();

@@ -150,7 +150,7 @@ export async function cluster(root: HTMLElement): Promise<() => void> {
   });
   const rings = h('input', {
     name: 'keyrings',
-    pattern: '[a-z0-9._,-]*',
+    pattern: '[a-z0-9._,\\-]*', // '-' escaped for the v flag (see keys.ts)
     placeholder: 'optional: k1,k2',
   });
   const tokenOut = h('div', { id: 'token-out', 'aria-live': 'polite' });

@@ -341,15 +341,61 @@ export async function keys(root: HTMLElement): Promise<() => void> {
   const name = h('input', {
     name: 'name',
     required: true,
-    pattern: '[a-z0-9._-]{1,64}',
+    // Escaped '-': browsers compile pattern attributes with the v flag, where a bare '-' is invalid.
+    pattern: '[a-z0-9._\\-]{1,64}',
     placeholder: 'payments',
     'aria-describedby': 'name-help',
   });
   const mode = h(
     'select',
     { name: 'mode' },
-    ...['hom2-opt', 'hom2', 'split'].map((m) => h('option', { value: m }, m)),
+    ...['hom2-opt', 'hom2', 'split', 'hom3', 'homN'].map((m) => h('option', { value: m }, m)),
   );
+  // hom3/homN name their blinders in request order (SPEC.md §5.4): by name or id.
+  const blinderInput = h('input', {
+    name: 'blinders',
+    autocomplete: 'off',
+    placeholder: 'north, south',
+    'aria-describedby': 'blinders-help',
+  });
+  const blinderHelp = h('span', { id: 'blinders-help', class: 'muted' });
+  const blinderField = h(
+    'label',
+    { hidden: true },
+    'Blinders, in request order',
+    blinderInput,
+    blinderHelp,
+  );
+  let registered: { id: string; name: string }[] = [];
+  const chained = () => mode.value === 'hom3' || mode.value === 'homN';
+  const loadRegistered = async () => {
+    registered = (await api<{ blinders: { id: string; name: string }[] }>('GET', '/v1/blinders'))
+      .blinders;
+  };
+  mode.addEventListener('change', async () => {
+    blinderField.hidden = !chained();
+    blinderInput.required = chained();
+    if (!chained()) return;
+    try {
+      await loadRegistered();
+      blinderHelp.textContent =
+        registered.length === 0
+          ? 'No blinder is registered: run "blindfold blinder init" first.'
+          : `${mode.value === 'hom3' ? 'One' : 'Two or more'}, names or ids: ${registered.map((b) => `${b.name} (${b.id})`).join(', ')}`;
+    } catch (e) {
+      blinderHelp.textContent = message(e);
+    }
+  });
+  /** Names or ids, comma- or space-separated, to ids; an unknown one is an error here. */
+  const blinderIds = (): string[] =>
+    blinderInput.value
+      .split(/[\s,]+/)
+      .filter(Boolean)
+      .map((x) => {
+        const b = registered.find((r) => r.id === x || r.name === x);
+        if (!b) throw new Error(`no registered blinder "${x}"`);
+        return b.id;
+      });
   const scheme = h(
     'select',
     { name: 'scheme' },
@@ -364,20 +410,24 @@ export async function keys(root: HTMLElement): Promise<() => void> {
     h('label', {}, 'New keyring name', name),
     h('label', {}, 'Mode', mode),
     h('label', {}, 'Scheme', scheme),
+    blinderField,
     h('button', { type: 'submit' }, 'Create keyring'),
     h('span', { id: 'name-help', class: 'muted' }, 'a-z, 0-9, ".", "_", "-"'),
   );
   create.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
+      if (chained() && registered.length === 0) await loadRegistered();
       await api('POST', '/v1/keyrings', {
         name: name.value,
         mode: mode.value,
         ...(scheme.value ? { scheme: scheme.value } : {}),
+        ...(chained() ? { blinders: blinderIds() } : {}),
       });
       toast(`keyring ${name.value} created`);
       clear(status);
       name.value = '';
+      blinderInput.value = '';
       await render();
     } catch (e) {
       clear(status, h('div', { class: 'error', role: 'alert' }, message(e)));
