@@ -281,6 +281,15 @@ describe('manager API: bad input is refused with a stable code', () => {
       ['GET', '/v1/metrics/history', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
       ['GET', '/v1/metrics/history?since=abc', undefined, op, 400, 'ERR_INVALID_ARGUMENT'],
       ['GET', '/v1/appliances/presence', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+      ['GET', '/v1/blinders/health', undefined, {}, 401, 'ERR_UNAUTHENTICATED'],
+      [
+        'GET',
+        '/v1/blinders/health',
+        undefined,
+        { authorization: 'Bearer bf-op-wrong' },
+        401,
+        'ERR_UNAUTHENTICATED',
+      ],
       ['PUT', '/v1/import-key', good, {}, 401, 'ERR_UNAUTHENTICATED'],
       // Signed for another appliance id, or by another key: refused.
       [
