@@ -155,7 +155,15 @@ function classify(e: unknown): Failure {
 
 function isBootstrapRace(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
-  return code === '23505' || code === '42P06' || code === '42P07' || code === '40001';
+  // 42710 (duplicate_object): two sessions creating the same table at once can also collide on
+  // the table's row type in pg_type, seen as "type ... already exists".
+  return (
+    code === '23505' ||
+    code === '42P06' ||
+    code === '42P07' ||
+    code === '42710' ||
+    code === '40001'
+  );
 }
 
 const INSERT_EVENT = `INSERT INTO membership_events (id, appliance_id, ts, event, actor, criterion, detail)
