@@ -13,13 +13,40 @@
  *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { createChunkPool } from '../src/appliance/chunks.ts';
-import { decryptStream, encryptStream, readHeader } from '../src/appliance/stream.ts';
+import {
+  decryptStream,
+  encryptStream,
+  readFilePieces,
+  readHeader,
+} from '../src/appliance/stream.ts';
 import { fromB64u } from '../src/core/bytes.ts';
 import { rawAes, scalarMultLoop } from './lib.ts';
 
 const baselineMaxRssKiB = process.resourceUsage().maxRSS;
+
+/** A field of /proc/self/status as a number (kB for the Vm* fields), undefined off Linux. */
+function statusKiB(field: string): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(
+      readFileSync('/proc/self/status', 'utf8'),
+    );
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resets the kernel's peak-RSS mark (VmHWM) to the current RSS; false where not possible. */
+function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function readStdinJson<T>(): Promise<T> {
   const parts: Buffer[] = [];
@@ -94,21 +121,31 @@ async function main(): Promise<void> {
       header?: string;
       dek: string;
       fileNonce?: string;
+      serial?: boolean;
     }>();
     const dek = fromB64u(o.dek);
     const out = createWriteStream(o.output);
-    const parallel = await createChunkPool(); // one worker per core, as the CLI uses for big files
-    // Resident set sampled while streaming (all threads of this process): the stream's own peak,
-    // apart from the transient peak of loading node + tsx + libsodium that maxRSS also holds.
+    // The pool the CLI uses for big files (chunks.ts defaultWorkers), unless asked for the serial path.
+    const parallel = o.serial ? undefined : await createChunkPool();
+    // The process's true peak while streaming: the kernel's high-water mark of the resident set
+    // (VmHWM, every thread, between samples too), reset once everything is loaded (clear_refs 5),
+    // so that the transient peak of loading node + tsx + libsodium is not counted.
     const rssAtStart = process.memoryUsage.rss();
+    const hwmReset = resetPeakRss();
+    // Where the memory is, sampled: V8 heap, external (Buffers/ArrayBuffers) of the main thread.
+    let heapPeak = 0;
+    let externalPeak = 0;
     let streamPeak = rssAtStart;
     const sampler = setInterval(() => {
-      streamPeak = Math.max(streamPeak, process.memoryUsage.rss());
+      const m = process.memoryUsage();
+      streamPeak = Math.max(streamPeak, m.rss);
+      heapPeak = Math.max(heapPeak, m.heapUsed);
+      externalPeak = Math.max(externalPeak, m.external);
     }, 20);
     const t0 = performance.now();
     let bytes: number;
     if (job === 'encrypt') {
-      const r = await encryptStream(createReadStream(o.input, { highWaterMark: 1 << 20 }), out, {
+      const r = await encryptStream(readFilePieces(o.input), out, {
         header: fromB64u(o.header!),
         dek,
         fileNonce: fromB64u(o.fileNonce!),
@@ -116,9 +153,7 @@ async function main(): Promise<void> {
       });
       bytes = r.plainSize;
     } else {
-      const { header, payload } = await readHeader(
-        createReadStream(o.input, { highWaterMark: 1 << 20 }),
-      );
+      const { header, payload } = await readHeader(readFilePieces(o.input));
       const r = await decryptStream(payload, out, {
         dek,
         fileNonce: header.fields.fileNonce,
@@ -129,10 +164,12 @@ async function main(): Promise<void> {
     const ms = performance.now() - t0;
     clearInterval(sampler);
     streamPeak = Math.max(streamPeak, process.memoryUsage.rss());
+    const hwm = statusKiB('VmHWM');
+    if (hwmReset && hwm !== undefined) streamPeak = Math.max(streamPeak, hwm * 1024);
     const maxRssKiB = process.resourceUsage().maxRSS;
-    await parallel.close();
+    await parallel?.close();
     process.stdout.write(
-      `${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB: rssAtStart / 1024, streamPeakKiB: streamPeak / 1024 })}\n`,
+      `${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB: rssAtStart / 1024, streamPeakKiB: streamPeak / 1024, hwmReset, heapPeakKiB: heapPeak / 1024, externalPeakKiB: externalPeak / 1024, threads: statusKiB('Threads') })}\n`,
     );
     return;
   }

@@ -33,12 +33,14 @@ export interface ChunkJob {
   nonces: Uint8Array;
   /** `count` plaintext chunks of CHUNK_SIZE (seal) or sealed chunks of CHUNK_SIZE + 16 (open). */
   data: Uint8Array;
+  /** Where to write the result (transferred and returned): a released earlier `out`, if any. */
+  out?: Uint8Array;
   count: number;
 }
 
 export type ChunkReply =
   | { id: number; out: Uint8Array; data: Uint8Array }
-  | { id: number; failed: true; data: Uint8Array };
+  | { id: number; failed: true; data: Uint8Array; out?: Uint8Array };
 
 /**
  * The worker: plain JavaScript over node:crypto only (no TypeScript loader, no libsodium: a worker
@@ -48,17 +50,31 @@ export type ChunkReply =
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createCipheriv, createDecipheriv, createSecretKey } = require('node:crypto');
-const { chunk: C, tag: T } = workerData;
+const { chunk: C, tag: T, gcBytes } = workerData;
 const S = C + T;
 const keys = new Map();
+// node:crypto returns a fresh buffer for every chunk; V8 frees such external memory only once it
+// has grown by tens of MB per isolate, and then glibc keeps it. A full collection of this tiny
+// isolate costs about a millisecond, so the worker runs one every gcBytes bytes: its garbage
+// stays under gcBytes instead of ~64 MB (issue #9, peak memory).
+let collect;
+if (gcBytes > 0) {
+  collect = globalThis.gc;
+  if (typeof collect !== 'function') {
+    require('node:v8').setFlagsFromString('--expose-gc');
+    collect = require('node:vm').runInNewContext('gc');
+  }
+}
+let since = 0;
 parentPort.on('message', (m) => {
   if (m.op === 'forget') { keys.delete(m.stream); return; }
   if (m.key) { keys.set(m.stream, createSecretKey(m.key)); m.key.fill(0); }
   const key = keys.get(m.stream);
   const data = m.data;
+  since += data.byteLength; // counted now: transferring data back detaches it
   const nonce = (i) => m.nonces.subarray(i * 12, i * 12 + 12);
   if (m.op === 'seal') {
-    const out = new Uint8Array(m.count * S);
+    const out = m.out && m.out.byteLength >= m.count * S ? m.out.subarray(0, m.count * S) : new Uint8Array(m.count * S);
     for (let i = 0; i < m.count; i++) {
       const c = createCipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
       out.set(c.update(data.subarray(i * C, (i + 1) * C)), i * S);
@@ -67,34 +83,42 @@ parentPort.on('message', (m) => {
     }
     data.fill(0);
     parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
-    return;
-  }
-  const out = new Uint8Array(m.count * C);
-  for (let i = 0; i < m.count; i++) {
-    const d = createDecipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
-    d.setAuthTag(data.subarray(i * S + C, (i + 1) * S));
-    const pt = d.update(data.subarray(i * S, i * S + C));
-    try {
-      d.final();
-    } catch {
+  } else {
+    const out = m.out && m.out.byteLength >= m.count * C ? m.out.subarray(0, m.count * C) : new Uint8Array(m.count * C);
+    let ok = true;
+    for (let i = 0; i < m.count; i++) {
+      const d = createDecipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
+      d.setAuthTag(data.subarray(i * S + C, (i + 1) * S));
+      const pt = d.update(data.subarray(i * S, i * S + C));
+      try {
+        d.final();
+      } catch {
+        pt.fill(0);
+        out.fill(0);
+        ok = false;
+        break;
+      }
+      out.set(pt, i * C);
       pt.fill(0);
-      out.fill(0);
-      parentPort.postMessage({ id: m.id, failed: true, data }, [data.buffer]);
-      return;
     }
-    out.set(pt, i * C);
-    pt.fill(0);
+    if (ok) parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
+    else parentPort.postMessage({ id: m.id, failed: true, data, out }, [data.buffer, out.buffer]);
   }
-  parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
+  if (collect && since >= gcBytes) { since = 0; collect(); }
 });
 parentPort.postMessage({ ready: true });
 `;
+
+/** A worker collects its garbage after sealing or opening this many bytes (see WORKER_SOURCE). */
+const WORKER_GC_BYTES = 8 << 20;
 
 function startChunkWorker(): Promise<Worker> {
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE },
+      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE, gcBytes: WORKER_GC_BYTES },
+      // A worker holds two segments at a time and a KeyObject: a small heap is plenty.
+      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
     });
     w.once('message', (m: { ready?: boolean }) =>
       m?.ready ? resolve(w) : reject(new Error('bad start')),
@@ -109,8 +133,18 @@ export const SEGMENT_PLAIN = SEGMENT_CHUNKS * CHUNK_SIZE;
 export const SEGMENT_SEALED = SEGMENT_CHUNKS * SEALED_CHUNK_SIZE;
 
 export interface ChunkSession {
-  /** Seals or opens `count` whole non-final chunks from index `first`. */
-  run(op: 'seal' | 'open', first: number, data: Uint8Array, count: number): Promise<ChunkReply>;
+  /**
+   * Seals or opens `count` whole non-final chunks from index `first`. `data` is transferred (and
+   * comes back zeroed for seal); `out`, if given, is transferred and filled with the result, so
+   * that a stream can recycle its buffers instead of making garbage of one per segment.
+   */
+  run(
+    op: 'seal' | 'open',
+    first: number,
+    data: Uint8Array,
+    count: number,
+    out?: Uint8Array,
+  ): Promise<ChunkReply>;
   /** The workers forget the stream's key. */
   end(): void;
 }
@@ -168,7 +202,7 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
       const keyed = new Set<number>();
       const key = payloadKey.slice();
       return {
-        run(op, first, data, count) {
+        run(op, first, data, count, out) {
           const i = rr++ % slots.length;
           const slot = slots[i]!;
           const id = nextId++;
@@ -182,6 +216,10 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
           }
           const job: ChunkJob = { id, op, stream, nonces, data, count };
           const transfer = [data.buffer as ArrayBuffer, nonces.buffer as ArrayBuffer];
+          if (out && out.buffer !== data.buffer) {
+            job.out = out;
+            transfer.push(out.buffer as ArrayBuffer);
+          }
           if (!keyed.has(i)) {
             keyed.add(i);
             job.key = key.slice();

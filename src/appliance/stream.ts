@@ -20,7 +20,7 @@
  * reused; the key is turned into a KeyObject once per stream.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
-import { fstat as fsFstat, read as fsRead } from 'node:fs';
+import { fstat as fsFstat, read as fsRead, WriteStream } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,6 +50,7 @@ import {
   WRAP_NONCE_SIZE,
 } from '../core/format.ts';
 import { type Rng, systemRng } from '../core/random.ts';
+import { RELEASES_WRITTEN_CHUNKS } from '../util/atomic.ts';
 import {
   type ChunkPool,
   type ChunkReply,
@@ -178,6 +179,46 @@ function asBytes(piece: unknown): Uint8Array {
  * on every write above the destination's highWaterMark), which measured ~7x slower than 1 MiB
  * writes; the concat copy costs far less than that. Memory stays bounded by `limit`.
  */
+/**
+ * The output buffers of the parallel path, recycled once the destination has written them
+ * (issue #9: a fresh buffer per segment is garbage that V8 collects only after tens of MB). Only
+ * for destinations known to drop a chunk once written (a file: fs.WriteStream, util/atomic.ts);
+ * others (a PassThrough hands the very buffer on) get a fresh buffer per segment, as before.
+ */
+class OutRing {
+  readonly #output: Writable;
+  readonly #size: number;
+  readonly #recycle: boolean;
+  readonly #free: Uint8Array[] = [];
+  readonly #lent: Uint8Array[] = [];
+  constructor(output: Writable, size: number) {
+    this.#output = output;
+    this.#size = size;
+    this.#recycle =
+      output instanceof WriteStream ||
+      (output as unknown as Record<symbol, unknown>)[RELEASES_WRITTEN_CHUNKS] === true;
+  }
+  /** A buffer for the next segment's result, or undefined (the worker allocates one). */
+  take(): Uint8Array | undefined {
+    return this.#recycle ? (this.#free.pop() ?? new Uint8Array(this.#size)) : undefined;
+  }
+  /** `b` was handed to the destination (or came back unused). */
+  lend(b: Uint8Array | undefined, written: boolean): void {
+    if (!this.#recycle || !b || b.byteLength !== this.#size) return;
+    (written ? this.#lent : this.#free).push(b);
+  }
+  /** Call when the producer resumes: if the destination has written everything, reuse it all. */
+  settle(): void {
+    if (this.#recycle && this.#output.writableLength === 0 && this.#lent.length > 0) {
+      this.#free.push(...this.#lent);
+      this.#lent.length = 0;
+    }
+  }
+  wipe(): void {
+    for (const b of this.#free) b.fill(0);
+  }
+}
+
 class Batch {
   #parts: Buffer[] = [];
   #bytes = 0;
@@ -325,13 +366,17 @@ export async function encryptStream(
     const session = pool!.session(pk);
     zeroize(pk);
     const free: Uint8Array[] = [];
+    const outs = new OutRing(output, SEGMENT_SEALED);
     const pending: Promise<ChunkReply>[] = [];
     let seg: Uint8Array = new Uint8Array(SEGMENT_PLAIN);
     let segFill = 0;
     const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
       const r = await p;
       free.push(r.data); // zeroed by the worker: reused for a later segment
-      if (!('out' in r)) throw new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed');
+      outs.lend(r.out, 'out' in r && !('failed' in r));
+      if (!('out' in r) || 'failed' in r) {
+        throw new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed');
+      }
       return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
     };
     try {
@@ -342,7 +387,8 @@ export async function encryptStream(
         while (off < piece.length) {
           if (segFill === SEGMENT_PLAIN) {
             // A full segment with more bytes after it holds no final chunk.
-            pending.push(session.run('seal', index, seg, SEGMENT_CHUNKS));
+            outs.settle();
+            pending.push(session.run('seal', index, seg, SEGMENT_CHUNKS, outs.take()));
             index += SEGMENT_CHUNKS;
             plainSize += SEGMENT_PLAIN;
             fileSize += SEGMENT_SEALED;
@@ -511,13 +557,15 @@ export async function decryptStream(
     const session = pool!.session(pk);
     zeroize(pk);
     const free: Uint8Array[] = [];
+    const outs = new OutRing(output, SEGMENT_PLAIN);
     const pending: Promise<ChunkReply>[] = [];
     let seg: Uint8Array = new Uint8Array(SEGMENT_SEALED);
     let segFill = 0;
     const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
       const r = await p;
       free.push(r.data);
-      if (!('out' in r)) throw decryptFailed();
+      outs.lend(r.out, !('failed' in r));
+      if (!('out' in r) || 'failed' in r) throw decryptFailed();
       plainSize += r.out.byteLength;
       return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
     };
@@ -527,7 +575,8 @@ export async function decryptStream(
         let off = 0;
         while (off < piece.length) {
           if (segFill === SEGMENT_SEALED) {
-            pending.push(session.run('open', index, seg, SEGMENT_CHUNKS));
+            outs.settle();
+            pending.push(session.run('open', index, seg, SEGMENT_CHUNKS, outs.take()));
             index += SEGMENT_CHUNKS;
             seg = free.pop() ?? new Uint8Array(SEGMENT_SEALED);
             segFill = 0;
@@ -560,6 +609,7 @@ export async function decryptStream(
       session.end();
       seg.fill(0);
       for (const f of free) f.fill(0);
+      outs.wipe(); // recycled plaintext buffers
     }
   }
 
@@ -622,6 +672,32 @@ export async function readHeader(
     }
   }
   return { header, headerBytes, payload: payload() };
+}
+
+/**
+ * Reads a file front to back in pieces of `pieceSize` bytes through two buffers used in turn, so
+ * that reading a large file makes no garbage (issue #9: a fresh 1 MiB buffer per read, as
+ * fs.createReadStream makes, is collected only after tens of MB). A piece stays valid until the
+ * next-but-one is read: for consumers that copy or use each piece before asking for more, as
+ * encryptStream, decryptStream and readHeader do — not for one that keeps pieces (a PassThrough).
+ */
+export async function* readFilePieces(
+  path: string,
+  pieceSize = 1 << 20,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const fh = await open(path, 'r');
+  const bufs = [Buffer.allocUnsafe(pieceSize), Buffer.allocUnsafe(pieceSize)];
+  try {
+    for (let turn = 0; ; turn ^= 1) {
+      const b = bufs[turn]!;
+      const { bytesRead } = await fh.read(b, 0, pieceSize, null);
+      if (bytesRead === 0) return;
+      yield b.subarray(0, bytesRead);
+    }
+  } finally {
+    for (const b of bufs) b.fill(0);
+    await fh.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

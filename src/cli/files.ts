@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { Transform, type Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { parallelFor } from '../appliance/chunks.ts';
 import type { JsonClient } from '../appliance/client.ts';
 import {
@@ -13,6 +13,7 @@ import {
   decryptStream,
   encryptStream,
   readFileHeader,
+  readFilePieces,
   readHeader,
 } from '../appliance/stream.ts';
 import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
@@ -28,7 +29,12 @@ export interface FileJob {
   progress?: boolean;
 }
 
-function progressBar(total: number | undefined, label: string): Transform {
+/** Passes `src` through, drawing a progress bar on stderr (pieces pass untouched and at once). */
+async function* withProgress(
+  src: AsyncIterable<Uint8Array>,
+  total: number | undefined,
+  label: string,
+): AsyncGenerator<Uint8Array> {
   let done = 0;
   let lastDraw = 0;
   const draw = (final = false) => {
@@ -48,17 +54,12 @@ function progressBar(total: number | undefined, label: string): Transform {
     }
     if (final) process.stderr.write('\n');
   };
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      done += chunk.length;
-      draw();
-      cb(null, chunk);
-    },
-    flush(cb) {
-      draw(true);
-      cb();
-    },
-  });
+  for await (const chunk of src) {
+    done += chunk.length;
+    draw();
+    yield chunk;
+  }
+  draw(true);
 }
 
 async function openOutput(path: string | undefined) {
@@ -102,11 +103,12 @@ export async function encryptFile(
   const fileNonce = decodeHeader(header).fields.fileNonce;
   const out = await openOutput(outPath);
   try {
-    const src =
-      job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 20 });
+    // A file is read through two reused buffers (readFilePieces: no garbage per read).
+    const src: AsyncIterable<Uint8Array> =
+      job.input === '-' ? process.stdin : readFilePieces(job.input);
     const input =
       job.progress && total !== undefined && total > 8 << 20
-        ? src.pipe(progressBar(total, 'encrypting'))
+        ? withProgress(src, total, 'encrypting')
         : src;
     const r = await encryptStream(input, out.stream, {
       header,
@@ -162,11 +164,11 @@ export async function decryptFile(
       throw toIoError(e, 'read', job.input);
     }
   }
-  const src =
-    job.input === '-' ? process.stdin : createReadStream(job.input, { highWaterMark: 1 << 20 });
+  const src: AsyncIterable<Uint8Array> =
+    job.input === '-' ? process.stdin : readFilePieces(job.input);
   const input =
     job.progress && total !== undefined && total > 8 << 20
-      ? src.pipe(progressBar(total, 'decrypting'))
+      ? withProgress(src, total, 'decrypting')
       : src;
   const { header, headerBytes, payload } = await readHeader(input);
   const dek = await openDek(local, headerBytes);

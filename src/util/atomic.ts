@@ -77,7 +77,15 @@ async function writeAll(fh: FileHandle, b: Uint8Array): Promise<void> {
 }
 
 /** A Writable over a FileHandle that reports ERR_IO and leaves closing to its owner. */
+/**
+ * Marks a Writable whose write callback fires only once the chunk's bytes are out of the buffer
+ * (written to a file descriptor), and that keeps no reference to it afterwards: a producer may
+ * then reuse a buffer once `writableLength` is back to 0 (appliance/stream.ts, issue #9 memory).
+ */
+export const RELEASES_WRITTEN_CHUNKS = Symbol.for('blindfold.releasesWrittenChunks');
+
 class FileHandleWritable extends Writable {
+  readonly [RELEASES_WRITTEN_CHUNKS] = true;
   readonly #fh: FileHandle;
   readonly #path: string;
 
