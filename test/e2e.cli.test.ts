@@ -13,6 +13,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createJsonClient } from '../src/appliance/client.ts';
+import { equalBytes } from '../src/core/bytes.ts';
 import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
 
 function run(args: string[], env: NodeJS.ProcessEnv, input?: Buffer) {
@@ -109,6 +110,39 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     const r = await run(['decrypt', `${big}.bf`, '--range', '70000000:70000100', '-o', '-'], env);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout, chunk.subarray(70000000 % (1 << 20), (70000000 % (1 << 20)) + 100));
+  });
+
+  test('a file of 8 MiB or more goes through the worker threads both ways and round-trips', async () => {
+    // BLINDFOLD_STREAM_STATS=1 makes the CLI report the path its stream took (src/cli/files.ts).
+    const statsEnv = { ...env, BLINDFOLD_STREAM_STATS: '1' };
+    const f = join(work, 'par');
+    const data = randomBytes(9 * (1 << 20) + 123); // 9 whole segments of 16 chunks, then 123 bytes
+    await writeFile(f, data);
+    const e = await run(['encrypt', f], statsEnv);
+    assert.equal(e.code, 0, e.stderr);
+    const em = /stream-stats encrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+)/.exec(
+      e.stderr,
+    );
+    assert.ok(em, `encrypt did not take the parallel path: ${e.stderr}`);
+    assert.ok(Number(em[1]) >= 1);
+    // Every segment followed by more bytes is sealed by a worker; the final chunk on the main thread.
+    assert.equal(Number(em[2]), 9);
+    assert.equal(Number(em[3]), 9 * (1 << 20));
+    const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], statsEnv);
+    assert.equal(d.code, 0, d.stderr);
+    const dm = /stream-stats decrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+)/.exec(
+      d.stderr,
+    );
+    assert.ok(dm, `decrypt did not take the parallel path: ${d.stderr}`);
+    assert.equal(Number(dm[2]), 9);
+    assert.equal(Number(dm[3]), 9 * 16 * ((1 << 16) + 16));
+    assert.ok(equalBytes(await readFile(`${f}.out`), data), 'round trip differs');
+    // Below 8 MiB the serial path is the faster one, and is taken.
+    const small = join(work, 'ser');
+    await writeFile(small, data.subarray(0, 1 << 20));
+    const s = await run(['encrypt', small], statsEnv);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stderr, /stream-stats encrypt serial/);
   });
 
   test('stdin to stdout', async () => {

@@ -151,6 +151,8 @@ export interface ChunkSession {
 
 export interface ChunkPool {
   readonly size: number;
+  /** Segments the workers have sealed or opened so far, and their input bytes (a debug metric). */
+  stats(): { workers: number; segments: number; bytes: number };
   /** Segments in flight per stream that keep every worker busy. */
   readonly window: number;
   session(payloadKey: Uint8Array): ChunkSession;
@@ -175,6 +177,8 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
         if (!p) return;
         pending.delete(m.id);
         if (pending.size === 0) worker.unref();
+        doneSegments++;
+        doneBytes += m.data.byteLength;
         p.resolve(m);
       });
       const fail = (e: unknown) => {
@@ -193,9 +197,12 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
   );
   let nextId = 0;
   let rr = 0;
+  let doneSegments = 0;
+  let doneBytes = 0;
   const post = (w: Worker, m: unknown, transfer: ArrayBuffer[]) => w.postMessage(m, transfer);
   return {
     size: workers,
+    stats: () => ({ workers, segments: doneSegments, bytes: doneBytes }),
     window: Math.max(2, 2 * workers),
     session(payloadKey: Uint8Array): ChunkSession {
       const stream = nextStream++;

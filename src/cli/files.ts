@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { parallelFor } from '../appliance/chunks.ts';
+import { type ChunkPool, parallelFor } from '../appliance/chunks.ts';
 import type { JsonClient } from '../appliance/client.ts';
 import {
   decryptRange,
@@ -62,6 +62,20 @@ async function* withProgress(
   draw(true);
 }
 
+/**
+ * With BLINDFOLD_STREAM_STATS=1, one line on stderr saying which path a stream took (serial, or
+ * parallel with how many worker threads and segments): a debug metric, used by the CLI tests.
+ */
+function streamStats(op: string, pool: ChunkPool | undefined): void {
+  if (process.env.BLINDFOLD_STREAM_STATS !== '1') return;
+  const s = pool?.stats();
+  process.stderr.write(
+    s
+      ? `stream-stats ${op} parallel workers=${s.workers} segments=${s.segments} bytes=${s.bytes}\n`
+      : `stream-stats ${op} serial\n`,
+  );
+}
+
 async function openOutput(path: string | undefined) {
   if (!path || path === '-') {
     return {
@@ -110,13 +124,15 @@ export async function encryptFile(
       job.progress && total !== undefined && total > 8 << 20
         ? withProgress(src, total, 'encrypting')
         : src;
+    const parallel = await parallelFor(total);
     const r = await encryptStream(input, out.stream, {
       header,
       dek,
       fileNonce,
       end: out.end,
-      parallel: await parallelFor(total),
+      parallel,
     });
+    streamStats('encrypt', parallel);
     await out.commit();
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
@@ -174,12 +190,14 @@ export async function decryptFile(
   const dek = await openDek(local, headerBytes);
   const out = await openOutput(outPath);
   try {
+    const parallel = await parallelFor(total);
     const r = await decryptStream(payload, out.stream, {
       dek,
       fileNonce: header.fields.fileNonce,
       end: out.end,
-      parallel: await parallelFor(total),
+      parallel,
     });
+    streamStats('decrypt', parallel);
     await out.commit();
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
