@@ -9,7 +9,9 @@
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream, and prints
  *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB, streamPeakKiB}
- *                     (RSS sampled every 20 ms while streaming). maxRSS is the process's peak
+ *                     (streamPeakKiB: the kernel's VmHWM, reset by clear_refs once loaded, so the true peak of every
+ *                     thread while streaming; plus heap/external peaks of the main thread sampled
+ *                     every 20 ms). With {serial: true} no worker pool. maxRSS is the process's peak
  *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */

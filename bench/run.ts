@@ -85,7 +85,7 @@ const CFG = {
   smultMs: FULL ? 5000 : 1000,
   probeMs: FULL ? 1000 : 200,
   pointMs: (numArg('--seconds') ?? (FULL ? 8 : 1)) * 1000,
-  warmMs: FULL ? 2000 : 300,
+  warmMs: FULL ? 2000 : 200,
   items: 64,
   concurrencies: FULL ? [1, 8, 32, 64] : [1, 8],
   modes: [
@@ -671,10 +671,13 @@ async function main(): Promise<void> {
         [true, batched],
       ] as const) {
         await load(a, items, 8, CFG.warmMs); // warm-up (JIT, TLS sessions, sockets)
+        // Consecutive points share a probe: the one just after a point is the next one's "before".
+        let last: Awaited<ReturnType<typeof probes.measure>> | undefined;
         for (const c of CFG.concurrencies) {
-          const before = await probes.measure(CFG.probeMs);
+          const before = last ?? (await probes.measure(CFG.probeMs));
           const { latencies: _l, ...p } = await load(a, items, c, CFG.pointMs);
           const after = await probes.measure(CFG.probeMs);
+          last = after;
           const limit = (before.rate + after.rate) / 2;
           const cpuRate = (before.cpuRate + after.cpuRate) / 2;
           // CPU seconds the system under test used (this process: appliance + load loop; the
@@ -1110,20 +1113,22 @@ async function main(): Promise<void> {
 
   // 6. Cluster (issue #5): member enrollment, recoveries with 1-3 appliances (bench/cluster.ts).
   const { runClusterBench } = await import('./cluster.ts');
-  report.cluster = await runClusterBench({ seconds: FULL ? CFG.pointMs / 1000 : 1 });
+  // The later parts (issues #4-#7) get half-second points by default: their setup dominates.
+  const partSeconds = FULL ? CFG.pointMs / 1000 : 0.5;
+  report.cluster = await runClusterBench({ seconds: partSeconds });
   console.log('');
 
   // 7. Scale-out (issue #7): replicas on PostgreSQL vs one manager on SQLite; latency vs items.
   const { runReplicasBench } = await import('./replicas.ts');
-  report.replicas = await runReplicasBench({ seconds: FULL ? CFG.pointMs / 1000 : 1, full: FULL });
+  report.replicas = await runReplicasBench({ seconds: partSeconds, full: FULL });
   console.log('');
 
   // 8. N locations (issue #4): recoveries through 0-3 blinders vs hom2 (bench/locations.ts).
   const { runLocationsBench } = await import('./locations.ts');
-  report.locations = await runLocationsBench({ seconds: CFG.pointMs / 1000 });
+  report.locations = await runLocationsBench({ seconds: partSeconds });
   // 9. KMS API (issue #6): GenerateDataKey / Decrypt, plain and client-blinded (bench/kms.ts).
   const { runKmsBench } = await import('./kms.ts');
-  report.kms = await runKmsBench({ seconds: CFG.pointMs / 1000 });
+  report.kms = await runKmsBench({ seconds: partSeconds });
   console.log('');
 
   report.loadAverageAtEnd = os.loadavg();
