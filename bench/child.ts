@@ -145,6 +145,7 @@ async function main(): Promise<void> {
       externalPeak = Math.max(externalPeak, m.external);
     }, 20);
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     let bytes: number;
     if (job === 'encrypt') {
       const r = await encryptStream(readFilePieces(o.input), out, {
@@ -164,6 +165,8 @@ async function main(): Promise<void> {
       bytes = r.plainSize;
     }
     const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0); // every thread of the process: main and workers
+    const cpuMs = (cpu.user + cpu.system) / 1000;
     clearInterval(sampler);
     streamPeak = Math.max(streamPeak, process.memoryUsage.rss());
     const hwm = statusKiB('VmHWM');
@@ -171,7 +174,7 @@ async function main(): Promise<void> {
     const maxRssKiB = process.resourceUsage().maxRSS;
     await parallel?.close();
     process.stdout.write(
-      `${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB: rssAtStart / 1024, streamPeakKiB: streamPeak / 1024, hwmReset, heapPeakKiB: heapPeak / 1024, externalPeakKiB: externalPeak / 1024, threads: statusKiB('Threads') })}\n`,
+      `${JSON.stringify({ baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB: rssAtStart / 1024, streamPeakKiB: streamPeak / 1024, hwmReset, heapPeakKiB: heapPeak / 1024, externalPeakKiB: externalPeak / 1024, threads: statusKiB('Threads'), cpuMs })}\n`,
     );
     return;
   }

@@ -40,6 +40,8 @@ export interface ChildResult {
   heapPeakKiB: number;
   externalPeakKiB: number;
   threads?: number;
+  /** CPU time of the whole process (all threads) while streaming: less sensitive to load than ms. */
+  cpuMs: number;
 }
 
 export function runStreamChild(
@@ -142,7 +144,7 @@ export async function runStreamMemBench(
           limit: 'issue bound, MB',
           limitValue: bound,
           ratio: peak / bound,
-          note: `${(r.rssAtStartKiB / 1024).toFixed(0)} MB at start; main thread peaks: heap ${(r.heapPeakKiB / 1024).toFixed(0)} MB, external ${(r.externalPeakKiB / 1024).toFixed(0)} MB; ${r.threads ?? '?'} threads; ${mbs.toFixed(0)} MB/s`,
+          note: `${(r.rssAtStartKiB / 1024).toFixed(0)} MB at start; main thread peaks: heap ${(r.heapPeakKiB / 1024).toFixed(0)} MB, external ${(r.externalPeakKiB / 1024).toFixed(0)} MB; ${r.threads ?? '?'} threads; ${mbs.toFixed(0)} MB/s; CPU ${((r.cpuMs / 1000) * (1e9 / r.bytes)).toFixed(2)} s per GB`,
         };
         rows.push(row);
         log(
