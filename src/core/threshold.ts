@@ -180,12 +180,20 @@ function invMod(x: bigint): bigint {
   return r;
 }
 
-/** Lagrange coefficients λ_j for interpolating at `at` from the nodes `indices` (distinct). */
+const lagrangeCache = new Map<string, Scalar[]>();
+
+/**
+ * Lagrange coefficients λ_j for interpolating at `at` from the nodes `indices` (distinct). They
+ * are public and depend only on the indices, so they are computed once per subset.
+ */
 export function lagrange(indices: number[], at = 0): Scalar[] {
   if (new Set(indices).size !== indices.length) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'node indices must be distinct');
   }
-  return indices.map((j) => {
+  const key = `${at}|${indices.join(',')}`;
+  const hit = lagrangeCache.get(key);
+  if (hit) return hit;
+  const out = indices.map((j) => {
     let num = 1n;
     let den = 1n;
     for (const k of indices) {
@@ -195,6 +203,8 @@ export function lagrange(indices: number[], at = 0): Scalar[] {
     }
     return scalarFromBigInt((num * invMod(den)) % L);
   });
+  if (lagrangeCache.size < 4096) lagrangeCache.set(key, out);
+  return out;
 }
 
 function interpolate(subset: PartialAnswer[], at: number): Point {
