@@ -84,7 +84,9 @@ export function dealShares(
       const x = scalarFromBigInt(BigInt(j));
       let acc = new Uint8Array(coeffs[p.t - 1]!) as Scalar;
       for (let k = p.t - 2; k >= 0; k--) {
-        const next = scalarAdd(scalarMul(acc, x), coeffs[k]!);
+        const prod = scalarMul(acc, x);
+        const next = scalarAdd(prod, coeffs[k]!);
+        zeroize(prod);
         zeroize(acc);
         acc = next;
       }
