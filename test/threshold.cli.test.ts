@@ -80,6 +80,26 @@ describe('blindfold up --threshold 2/3 (real processes)', () => {
     assert.equal((await run(['encrypt', f], env)).code, 0);
 
     process.kill(nodePid(2), 'SIGKILL');
+    const st = await new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, [BIN, 'status'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      p.on('exit', () => resolve(out));
+    });
+    const nodes = (JSON.parse(st) as { nodes: { index: number; status: string }[] }).nodes;
+    assert.deepEqual(
+      nodes.map((n) => [n.index, n.status.split(':')[0]]),
+      [
+        [1, 'reachable'],
+        [2, 'unreachable'],
+        [3, 'reachable'],
+      ],
+    );
     const d1 = await run(['decrypt', `${f}.bf`, '-o', `${f}.1`], env);
     assert.equal(d1.code, 0, d1.stderr);
     assert.deepEqual(await readFile(`${f}.1`), data);

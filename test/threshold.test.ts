@@ -477,7 +477,7 @@ describe('3-of-5 threshold managers (real processes)', () => {
     await d?.close();
   });
 
-  test('round trips with all five, and with any two nodes down', async () => {
+  test('round trips with all five and with two down; t − 1 stolen nodes open nothing; master rotation', async () => {
     const made = [];
     for (let i = 0; i < 3; i++) made.push(await roundTrip(d.appliance));
     await d.stop(2);
@@ -501,6 +501,13 @@ describe('3-of-5 threshold managers (real processes)', () => {
     }
     for (const triple of subsets(copies, 3)) {
       assert.equal(await offlineAttack(triple, d.state, header), true);
+    }
+    // A new master version deals a new d_A to every node; older files keep opening.
+    await d.appliance.initKeyring(KR);
+    assert.deepEqual(d.appliance.latestVersions(KR), { masterVersion: 2, managerVersion: 1 });
+    const newer = await roundTrip(d.appliance);
+    for (const f of [made[0]!, newer]) {
+      sameBytes(unwrapDek(f.header, await d.appliance.openItem(f.header)), f.dek);
     }
   });
 });

@@ -335,7 +335,7 @@ export class Manager {
     if (!isMode(input.mode)) {
       throw new BlindfoldError(
         'ERR_UNSUPPORTED_SCHEME',
-        `unknown mode "${input.mode}": use split, hom2, hom2-opt, hom3 or homN`,
+        `unknown mode "${input.mode}": use split, hom2, hom2-opt, hom3, homN or threshold`,
       );
     }
     const scheme = input.scheme ?? DEFAULT_SCHEME[input.mode];
