@@ -569,6 +569,7 @@ export class Manager {
     for (const key of [...this.applianceKeys.keys()]) {
       if (key.split('|')[1] === name) this.applianceKeys.delete(key);
     }
+    this.thresholds.delete(name);
     if (destroyed) {
       await this.d.audit.record({ actor: 'manager', action: 'keyring.destroy', keyring: name });
     }
@@ -1461,7 +1462,11 @@ export class Manager {
     if (k?.mode !== 'threshold') return undefined;
     const secretName = `keyring/${name}/threshold`;
     const sealed = await this.d.store.getSecret(secretName);
-    if (!sealed) throw new BlindfoldError('ERR_INTERNAL', `missing secret ${secretName}`);
+    if (!sealed) {
+      // A destroyed keyring (§7.4) lost its sealed secrets, this one included.
+      if (k.status === 'deleted') return undefined;
+      throw new BlindfoldError('ERR_INTERNAL', `missing secret ${secretName}`);
+    }
     const b = this.d.sealer.open(secretName, sealed);
     const th = { t: b[0]!, n: b[1]!, index: b[2]! };
     this.thresholds.set(name, th);
