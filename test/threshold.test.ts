@@ -424,6 +424,25 @@ describe('2-of-3 threshold managers (real processes)', () => {
     files.push(...made.slice(0, 5));
   });
 
+  test('a hung node (SIGSTOP) delays nothing while t others answer', async () => {
+    const a = d.newAppliance({ timeoutMs: 20000, graceMs: 100 });
+    const node3 = d.nodes[2]!.proc;
+    node3.kill('SIGSTOP');
+    try {
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) {
+        await roundTrip(a);
+        const old = files[i % files.length]!;
+        sameBytes(unwrapDek(old.header, await a.openItem(old.header)), old.dek);
+      }
+      // Far below the 20 s node timeout: nobody waited for node 3.
+      assert.ok(performance.now() - t0 < 10000, `${performance.now() - t0} ms`);
+    } finally {
+      node3.kill('SIGCONT');
+      a.close();
+    }
+  });
+
   test('a node with a wrong share: recovery tries another subset; creation refuses', async () => {
     // Node 1's store is tampered with: another d_1, sealed correctly under its root key.
     await d.stop(1);
