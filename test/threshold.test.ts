@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
@@ -37,10 +39,20 @@ import {
 import { applianceSecretName } from '../src/manager/manager.ts';
 import { createSealer } from '../src/manager/seal.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
-import { startManagerProcess } from './helpers/deploy.ts';
+import { encodingsOf, hasBytes, startManagerProcess } from './helpers/deploy.ts';
 import { dbOf, startThreshold, type ThresholdDeployment } from './helpers/threshold.ts';
 
 const KR = 'default';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else out.push(p);
+  }
+  return out;
+}
 
 /** Sub-process II then III through the appliance, with a real header around the KEK. */
 async function roundTrip(a: Appliance) {
@@ -149,11 +161,7 @@ describe('threshold core (pure)', () => {
  * share key, interpolate d_A from what they have, decrypt the appliance's Enc(M), derive the
  * item's key and try it on the header. Returns whether the DEK came out.
  */
-async function offlineAttack(
-  stolen: { home: string; rootKey: string }[],
-  state: ApplianceState,
-  header: Uint8Array,
-): Promise<boolean> {
+async function unsealStolen(stolen: { home: string; rootKey: string }[], state: ApplianceState) {
   const shares: { index: number; value: Scalar }[] = [];
   let shareKey: Uint8Array | undefined;
   for (const s of stolen) {
@@ -180,6 +188,15 @@ async function offlineAttack(
       await store.close();
     }
   }
+  return { shares, shareKey: shareKey! };
+}
+
+async function offlineAttack(
+  stolen: { home: string; rootKey: string }[],
+  state: ApplianceState,
+  header: Uint8Array,
+): Promise<boolean> {
+  const { shares, shareKey } = await unsealStolen(stolen, state);
   const c = state.keyrings[KR]!.concealments[0]!;
   const D = decodePoint(fromB64u(c.publicKey!));
   const d = interpolateScalar(shares);
@@ -193,7 +210,7 @@ async function offlineAttack(
     managerVersion: f.managerKeyVersion,
     entropy: f.itemData,
   };
-  const q = ecElGamal.shareFromSeed(D, shareSeed(shareKey!, ref));
+  const q = ecElGamal.shareFromSeed(D, shareSeed(shareKey, ref));
   const kek = itemKek(encodePoint(mul(q, M)), ref);
   try {
     unwrapDek(header, kek);
@@ -356,6 +373,18 @@ describe('2-of-3 threshold managers (real processes)', () => {
     for (const c of copies) assert.equal(await offlineAttack([c], d.state, header), false);
     for (const pair of subsets(copies, 2)) {
       assert.equal(await offlineAttack(pair, d.state, header), true);
+    }
+    // d_A itself (interpolated here from the unsealed shares) is in no node's files, nor the
+    // appliance's: it existed only in the appliance's memory while it dealt the shares.
+    const { shares } = await unsealStolen(copies, d.state);
+    const dA = interpolateScalar(shares);
+    const D = fromB64u(d.state.keyrings[KR]!.concealments[0]!.publicKey!);
+    assert.equal(toB64u(encodePoint(mulBase(dA))), toB64u(D));
+    for (const dir of [...d.homes, d.dir]) {
+      for (const f of await filesUnder(dir)) {
+        const data = new Uint8Array(await readFile(f));
+        for (const n of encodingsOf(dA)) assert.equal(hasBytes(data, n), false, `${f} holds d_A`);
+      }
     }
     // Processes: fresh managers on the copies, an appliance from the stolen appliance state.
     const fresh = await Promise.all(
