@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,7 +25,7 @@ import {
   scalarAdd,
   scalarMul,
 } from '../src/core/group.ts';
-import { type ItemRef, itemKek, shareSeed } from '../src/core/protocol.ts';
+import { homMode, type ItemRef, itemKek, shareSeed } from '../src/core/protocol.ts';
 import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
 import {
   bestSubset,
@@ -41,6 +42,12 @@ import { createSealer } from '../src/manager/seal.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
 import { encodingsOf, hasBytes, startManagerProcess } from './helpers/deploy.ts';
 import { dbOf, startThreshold, type ThresholdDeployment } from './helpers/threshold.ts';
+import { render } from './vectors/generate.ts';
+import {
+  modeThresholdFile,
+  type ThresholdCase,
+  type ThresholdInvalid,
+} from './vectors/threshold.ts';
 
 const KR = 'default';
 
@@ -153,6 +160,82 @@ describe('threshold core (pure)', () => {
     assert.deepEqual(combineSubset(best.subset), expected);
     // With exactly t + 1 answers and one wrong, no subset is confirmed: creation must refuse.
     assert.equal(bestSubset([bad, answers[1]!, answers[2]!], 2)!.agreements, 0);
+  });
+});
+
+describe('threshold vectors (test/vectors/mode-threshold.json)', () => {
+  const file = JSON.parse(
+    readFileSync(new URL('./vectors/mode-threshold.json', import.meta.url), 'utf8'),
+  ) as { valid: ThresholdCase[]; invalid: ThresholdInvalid[] };
+  const hx = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+
+  test('the generator reproduces the file byte for byte', () => {
+    assert.ok(
+      render(modeThresholdFile()) ===
+        readFileSync(new URL('./vectors/mode-threshold.json', import.meta.url), 'utf8'),
+      'mode-threshold.json differs from a fresh run: rerun npm run vectors',
+    );
+  });
+
+  test('each case checks from its bytes: Feldman, answers, every t-subset, S_i, KEK', () => {
+    for (const c of file.valid) {
+      const D = decodePoint(hx(c.appliance.publicKey));
+      assert.equal(c.dealer.commitments[0], c.appliance.publicKey);
+      const commitments = c.dealer.commitments.map(hx);
+      const shares = c.dealer.shares.map((s) => ({
+        index: s.index,
+        value: verifyShare(s.index, hx(s.value), commitments).share,
+      }));
+      assert.equal(
+        Buffer.from(interpolateScalar(shares.slice(0, c.t))).toString('hex'),
+        c.dealer.dA,
+      );
+      const blinded = ecElGamal.decodeCiphertext(D, hx(c.appliance.blinded));
+      const ref: ItemRef = {
+        keyring: 'default',
+        itemId: hx(c.item.itemId),
+        masterVersion: 1,
+        managerVersion: 1,
+        entropy: hx(c.item.entropy),
+      };
+      const answers = shares.map((s) => {
+        const bytes = nodeAnswer(s.value, D, hx(c.shareKey), ref, blinded);
+        assert.equal(
+          Buffer.from(bytes).toString('hex'),
+          c.answers.find((a) => a.index === s.index)!.answer,
+        );
+        return decodeNodeAnswer(s.index, bytes);
+      });
+      for (const comb of c.combinations) {
+        const sub = comb.nodes.map((j) => answers.find((a) => a.index === j)!);
+        assert.equal(Buffer.from(encodePoint(combineSubset(sub))).toString('hex'), comb.combined);
+      }
+      const secret = homMode.finish(
+        ecElGamal,
+        D,
+        hx(c.appliance.rho) as Scalar,
+        decodePoint(hx(c.combinations[0]!.combined)),
+      );
+      assert.equal(Buffer.from(secret).toString('hex'), c.itemSecret);
+      assert.equal(Buffer.from(itemKek(secret, ref)).toString('hex'), c.kek);
+    }
+  });
+
+  test('invalid cases are refused with their codes', () => {
+    for (const v of file.invalid) {
+      let code: string | undefined;
+      try {
+        if (v.op === 'verifyShare') {
+          const c = file.valid.find((x) => x.name === v.case)!;
+          verifyShare(v.index!, hx(v.value!), c.dealer.commitments.map(hx));
+        } else {
+          decodeNodeAnswer(1, hx(v.answer!));
+        }
+      } catch (e) {
+        code = (e as BlindfoldError).code;
+      }
+      assert.equal(code, v.error, v.name);
+    }
   });
 });
 
