@@ -316,6 +316,14 @@ describe('2-of-3 threshold managers (real processes)', () => {
 
   test('round trips; the keyring says 2-of-3 and each node its index', async () => {
     for (let i = 0; i < 5; i++) files.push(await roundTrip(d.appliance));
+    // Every node refuses a forged ticket: the appliance reports the nodes' common code.
+    const { decodeHeader } = await import('../src/core/format.ts');
+    const h = decodeHeader(files[0]!.header);
+    const ticket = new Uint8Array(h.fields.ticket);
+    ticket[ticket.length - 1]! ^= 1;
+    const e = await refusal(d.appliance.openItem({ ...h, fields: { ...h.fields, ticket } }));
+    assert.equal(e.code, 'ERR_TICKET_INVALID');
+    assert.match(e.message, /invalid ticket \(0 of 3 manager nodes answered, 2 are needed\)/);
     for (let j = 1; j <= 3; j++) {
       const k = await d.nodes[j - 1]!.op.request<{ mode: string; threshold: unknown }>(
         'GET',
