@@ -590,9 +590,17 @@ describe('2-of-3 threshold managers (real processes)', () => {
       for (const f of files) {
         sameBytes(unwrapDek(f.header, await a.openItem(f.header)), f.dek);
       }
-      // Each recovery combined at least once; node 1 is asked first, so it is usually among
-      // the first two answers and its subset fails to unwrap: more combinations than files.
-      assert.ok(secrets > files.length, `${secrets} combinations for ${files.length} files`);
+      // Deterministically: node 3 is paused, so the first two answers are nodes 1 and 2; their
+      // combination fails to unwrap, and once node 3 resumes, a subset without node 1 opens it.
+      const node3 = d.nodes[2]!.proc;
+      node3.kill('SIGSTOP');
+      secrets = 0;
+      const opening = a.openItem(files[0]!.header);
+      for (let i = 0; i < 200 && secrets === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(secrets, 1, 'the subset {1, 2} was tried first');
+      node3.kill('SIGCONT');
+      sameBytes(unwrapDek(files[0]!.header, await opening), files[0]!.dek);
+      assert.ok(secrets >= 2, `${secrets} combinations`);
       const e = await refusal(a.newItem(KR));
       assert.equal(e.code, 'ERR_UNAVAILABLE');
       assert.match(e.message, /answers disagree/);
