@@ -1072,6 +1072,7 @@ export class Appliance {
    */
   async kmsNewItem(keyring: string, call: KmsCall, nonce: Uint8Array): Promise<KmsItem> {
     const { ks, c } = this.concealment(keyring);
+    this.refuseThresholdKms(ks);
     const U = this.checkClientKey(ks, call.clientKey);
     const entropy = kmsEntropy(nonce, call.contextHash);
     const body: Record<string, unknown> = {
@@ -1133,6 +1134,7 @@ export class Appliance {
         'the ciphertext names a mode or scheme this key does not use',
       );
     }
+    this.refuseThresholdKms(ks);
     const U = this.checkClientKey(ks, call.clientKey);
     const ref: ItemRef = {
       keyring: f.keyring,
@@ -1158,6 +1160,16 @@ export class Appliance {
     const answer = fromB64u(out.answer, 'answer');
     if (U) return { clientCiphertext: this.forClient(ks, c, prepared, answer, U) };
     return { kek: this.finish(ks, c, prepared, answer, ref) };
+  }
+
+  /** The KMS relay goes to one manager; a threshold keyring needs t nodes (SPEC.md §5.6). */
+  private refuseThresholdKms(ks: KeyringState): void {
+    if (ks.mode === 'threshold') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'the KMS API does not serve threshold keyrings in this release (SPEC.md §5.6)',
+      );
+    }
   }
 
   private checkClientKey(ks: KeyringState, clientKey?: Uint8Array): Point | undefined {
