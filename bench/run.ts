@@ -1120,7 +1120,7 @@ async function main(): Promise<void> {
   report.kms = await runKmsBench({ seconds: CFG.pointMs / 1000 });
   console.log('');
 
-  // 8. Threshold managers (issue #4): 2-of-3 nodes vs hom2, same run (bench/threshold.ts).
+  // 10. Threshold managers (issue #4): 2-of-3 nodes vs hom2, same run (bench/threshold.ts).
   const { runThresholdBench } = await import('./threshold.ts');
   report.threshold = await runThresholdBench({ seconds: CFG.pointMs / 1000 });
   console.log('');

@@ -109,7 +109,7 @@ async function thresholdFigure(ms: number) {
 export async function runThresholdBench(opts: { seconds: number }): Promise<BenchRow[]> {
   const ms = opts.seconds * 1000;
   console.log(
-    `[7] threshold managers: 2-of-3 nodes vs hom2 (2 locations), ec-elgamal, concurrency ${CONCURRENCY}`,
+    `[10] threshold managers: 2-of-3 nodes vs hom2 (2 locations), ec-elgamal, concurrency ${CONCURRENCY}`,
   );
   const base = await hom2Figure(ms);
   const thr = await thresholdFigure(ms);
