@@ -389,7 +389,7 @@ export class Appliance {
         );
       }, o.batch);
     }
-    this.nodes = nodeClients(o.state.nodes ?? [], o.state.identityKeyPem, o.threshold);
+    this.nodes = nodeClients(o.state.nodes ?? [], o.state.identityKeyPem, o.threshold, o.batch);
   }
 
   close(): void {

@@ -23,6 +23,7 @@ import {
 } from '../core/threshold.ts';
 import { identityFromPem } from './appliance.ts';
 import { createJsonClient, type JsonClient } from './client.ts';
+import { type CoalescerOptions, createCoalescer } from './coalesce.ts';
 
 /** One manager node as the appliance knows it (appliance.json `nodes`). */
 export interface NodeState {
@@ -39,6 +40,8 @@ export interface NodeClient {
   url: string;
   caPem: string;
   client: JsonClient;
+  /** POST /v1/recover at this node, coalesced into /v1/recover/batch unless batching is off. */
+  recover(body: Record<string, unknown>): Promise<string>;
 }
 
 export interface ThresholdTiming {
@@ -54,15 +57,13 @@ export function nodeClients(
   nodes: NodeState[],
   identityKeyPem: string,
   timing: ThresholdTiming = {},
+  batch: CoalescerOptions | false = {},
 ): NodeClient[] {
   return [...nodes]
     .sort((a, b) => a.index - b.index)
-    .map((n) => ({
-      index: n.index,
-      url: n.url,
-      caPem: n.caPem,
+    .map((n) => {
       // No retries and no failover inside a node's client: the other nodes are the redundancy.
-      client: createJsonClient({
+      const client = createJsonClient({
         baseUrl: n.url,
         caPem: n.caPem,
         certPem: n.certificatePem,
@@ -70,20 +71,44 @@ export function nodeClients(
         retries: 0,
         timeoutMs: timing.timeoutMs ?? 10000,
         downMs: 0,
-      }),
-    }));
+      });
+      // Concurrent recoveries share one batch request per node, as with a single manager
+      // (src/appliance/coalesce.ts); a failed batch fails each of its items at this node only.
+      const coalescer =
+        batch === false
+          ? undefined
+          : createCoalescer<Record<string, unknown>, string>(async (requests) => {
+              const out = await client.request<{
+                results: { answer?: string; error?: { code: string; message: string } }[];
+              }>('POST', '/v1/recover/batch', { requests }, { idempotent: true });
+              return out.results.map((r) =>
+                typeof r.answer === 'string'
+                  ? { ok: r.answer }
+                  : { error: r.error ?? { code: 'ERR_INTERNAL', message: 'empty batch result' } },
+              );
+            }, batch);
+      const recover = async (body: Record<string, unknown>) =>
+        coalescer
+          ? coalescer.submit(body)
+          : (
+              await client.request<{ answer: string }>('POST', '/v1/recover', body, {
+                idempotent: true,
+              })
+            ).answer;
+      return { index: n.index, url: n.url, caPem: n.caPem, client, recover };
+    });
 }
 
 /** Sends one request to every node; yields the replies in the order they arrive. */
 async function* fanOut<T>(
   nodes: NodeClient[],
-  call: (c: JsonClient) => Promise<T>,
+  call: (n: NodeClient) => Promise<T>,
 ): AsyncGenerator<Reply<T>> {
   const waiting = new Map<number, Promise<Reply<T>>>();
   for (const n of nodes) {
     waiting.set(
       n.index,
-      call(n.client).then(
+      call(n).then(
         (value): Reply<T> => ({ index: n.index, ok: true, value }),
         (error: Error): Reply<T> => ({ index: n.index, ok: false, error }),
       ),
@@ -142,16 +167,14 @@ export async function thresholdRecover<R>(
   const answers: PartialAnswer[] = [];
   const failures: { index: number; error: Error }[] = [];
   let tried = 0;
-  for await (const r of fanOut(nodes, (c) =>
-    c.request<{ answer: string }>('POST', '/v1/recover', body, { idempotent: true }),
-  )) {
+  for await (const r of fanOut(nodes, (n) => n.recover(body as Record<string, unknown>))) {
     if (!r.ok) {
       failures.push(r);
       continue;
     }
     let a: PartialAnswer;
     try {
-      a = decodeNodeAnswer(r.index, Buffer.from(r.value.answer, 'base64url'));
+      a = decodeNodeAnswer(r.index, Buffer.from(r.value, 'base64url'));
     } catch (e) {
       failures.push({ index: r.index, error: garbage(r.index, e) });
       continue;
@@ -197,8 +220,8 @@ export async function thresholdCreate(
   const answers: PartialAnswer[] = [];
   const replies = new Map<number, CreateAnswer>();
   const failures: { index: number; error: Error }[] = [];
-  const it = fanOut(nodes, (c) =>
-    c.request<CreateAnswer>('POST', '/v1/items', body, { idempotent: true }),
+  const it = fanOut(nodes, (n) =>
+    n.client.request<CreateAnswer>('POST', '/v1/items', body, { idempotent: true }),
   );
   let deadline: number | undefined;
   for (;;) {
