@@ -158,11 +158,7 @@ function isBootstrapRace(e: unknown): boolean {
   // 42710 (duplicate_object): two sessions creating the same table at once can also collide on
   // the table's row type in pg_type, seen as "type ... already exists".
   return (
-    code === '23505' ||
-    code === '42P06' ||
-    code === '42P07' ||
-    code === '42710' ||
-    code === '40001'
+    code === '23505' || code === '42P06' || code === '42P07' || code === '42710' || code === '40001'
   );
 }
 
