@@ -1131,6 +1131,11 @@ async function main(): Promise<void> {
   report.kms = await runKmsBench({ seconds: partSeconds });
   console.log('');
 
+  // 10. Threshold managers (issue #4): 2-of-3 nodes vs hom2, same run (bench/threshold.ts).
+  const { runThresholdBench } = await import('./threshold.ts');
+  report.threshold = await runThresholdBench({ seconds: CFG.pointMs / 1000 });
+  console.log('');
+
   report.loadAverageAtEnd = os.loadavg();
   const unmet = rows.filter((r) => r.target && !r.target.met).map((r) => r.figure);
   console.log(

@@ -44,11 +44,22 @@ import { SCHEME_CODES, type SchemeId } from '../core/schemes/scheme.ts';
 export const SPLIT_CODES = { xor: 0x11, 'add-p': 0x12, 'mul-p': 0x13 } as const;
 
 import { enrollProofInput, proofMaterial } from '../cluster/membership.ts';
+import { encodePoint, mulBase, randomScalar } from '../core/group.ts';
+import { dealShares } from '../core/threshold.ts';
 import { keyStatement } from '../manager/manager.ts';
 import { generateIdentity, type Identity, spkiFingerprint } from '../tls/x509.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { createJsonClient, type JsonClient } from './client.ts';
 import { type Coalescer, type CoalescerOptions, createCoalescer } from './coalesce.ts';
+import { unwrapDek } from './stream.ts';
+import {
+  type NodeClient,
+  type NodeState,
+  nodeClients,
+  type ThresholdTiming,
+  thresholdCreate,
+  thresholdRecover,
+} from './threshold.ts';
 
 export interface Concealment {
   masterVersion: number;
@@ -83,6 +94,8 @@ export interface InviteRecord {
 export interface KeyringState {
   mode: Mode;
   scheme: string;
+  /** threshold mode: t-of-n over the appliance's `nodes` (SPEC.md §5.6). */
+  threshold?: { t: number; n: number };
   concealments: Concealment[];
 }
 
@@ -99,6 +112,11 @@ export interface ApplianceState {
   invites?: InviteRecord[];
   /** X25519 key pair for console master-key imports (SPEC.md §5.9), base64url. */
   importKey?: { publicKey: string; secretKey: string };
+  /**
+   * threshold deployments: every manager node with its own CA and our certificate from it
+   * (SPEC.md §5.6). `managerUrl`/`caPem`/`certificatePem` then name node 1.
+   */
+  nodes?: NodeState[];
 }
 
 export const STATE_FILE = 'appliance.json';
@@ -279,6 +297,8 @@ export interface ApplianceOptions {
    * sends every recovery as its own `POST /v1/recover`.
    */
   batch?: CoalescerOptions | false;
+  /** threshold mode: per-node timeout and creation grace period (src/appliance/threshold.ts). */
+  threshold?: ThresholdTiming;
 }
 
 /** A bounded, expiring KEK cache whose evictions zeroize the key. */
@@ -331,6 +351,8 @@ const CHAIN_TTL_MS = 5000;
 
 export class Appliance {
   readonly client: JsonClient;
+  /** threshold deployments: one client per manager node. */
+  readonly nodes: NodeClient[];
   state: ApplianceState;
   private readonly chains = new Map<string, { at: number; chain: ChainInfo }>();
   private readonly blinderClients = new Map<string, JsonClient>();
@@ -367,12 +389,14 @@ export class Appliance {
         );
       }, o.batch);
     }
+    this.nodes = nodeClients(o.state.nodes ?? [], o.state.identityKeyPem, o.threshold, o.batch);
   }
 
   close(): void {
     this.cache?.clear();
     this.client.close();
     for (const c of this.blinderClients.values()) c.close();
+    for (const n of this.nodes) n.client.close();
   }
 
   /** The data directory holding appliance.json. */
@@ -385,7 +409,7 @@ export class Appliance {
   }
 
   /** The manager's signature over our public key proves it came from the manager (seed I). */
-  checkKeyStatement(a: KeyAnswer): void {
+  checkKeyStatement(a: KeyAnswer, caPem = this.state.caPem): void {
     const pub = fromB64u(a.publicKey);
     const statement = keyStatement(
       this.id,
@@ -399,7 +423,7 @@ export class Appliance {
     const ok = verifySignature(
       'sha256',
       statement,
-      createPublicKey(this.state.caPem),
+      createPublicKey(caPem),
       Buffer.from(fromB64u(a.signature)),
     );
     if (!ok) {
@@ -412,6 +436,7 @@ export class Appliance {
    * generated here (or imported from `importKey`), concealed, and wiped: it is never stored or sent.
    */
   async initKeyring(keyring: string, opts: { importKey?: Uint8Array } = {}): Promise<void> {
+    if (this.nodes.length > 0) return this.initThresholdKeyring(keyring, opts.importKey);
     const info = await this.client.request<KeyringInfo>('GET', `/v1/keyrings/${keyring}/current`);
     if (!isMode(info.mode))
       throw new BlindfoldError('ERR_UNSUPPORTED_SCHEME', `unknown mode ${info.mode}`);
@@ -460,6 +485,12 @@ export class Appliance {
       throw new BlindfoldError(
         'ERR_UNSUPPORTED_SCHEME',
         `keyring ${keyring} is in mode ${ks.mode}: re-concealment under a new manager key is not implemented for blinder chains; rotate the master key instead (keys rotate --master)`,
+      );
+    }
+    if (ks.mode === 'threshold') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'threshold keyrings cannot follow a manager-key rotation in this release (SPEC.md §5.6)',
       );
     }
     const to = info.managerVersion;
@@ -685,12 +716,20 @@ export class Appliance {
     if (isChainMode(ks.mode)) return this.chainNewItem(keyring, ks, c, body, entropy);
     const prepared = this.prepare(ks, c);
     if (prepared.blinded) body.blinded = prepared.blinded;
-    const out = await this.client.request<{
-      itemId: string;
-      managerVersion: number;
-      ticket: string;
-      answer: string;
-    }>('POST', '/v1/items', body, { idempotent: true });
+    let out: { itemId: string; managerVersion: number; ticket: string; answer: string };
+    let combined: Point | undefined;
+    if (ks.mode === 'threshold') {
+      const r = await this.thresholdCreate(ks, body, prepared);
+      out = r.reply;
+      combined = r.combined;
+    } else {
+      out = await this.client.request<{
+        itemId: string;
+        managerVersion: number;
+        ticket: string;
+        answer: string;
+      }>('POST', '/v1/items', body, { idempotent: true });
+    }
     const itemId = fromB64u(out.itemId, 'itemId');
     const ref: ItemRef = {
       keyring,
@@ -699,7 +738,7 @@ export class Appliance {
       managerVersion: c.managerVersion,
       entropy,
     };
-    const kek = this.finish(ks, c, prepared, fromB64u(out.answer, 'answer'), ref);
+    const kek = this.finish(ks, c, prepared, combined ?? fromB64u(out.answer, 'answer'), ref);
     return {
       fields: {
         scheme: this.schemeCode(ks),
@@ -760,6 +799,18 @@ export class Appliance {
       ticket: toB64u(f.ticket),
     };
     if (prepared.blinded) body.blinded = prepared.blinded;
+    const ref: ItemRef = {
+      keyring: f.keyring,
+      itemId: f.itemId,
+      masterVersion: f.masterVersion,
+      managerVersion: f.managerKeyVersion,
+      entropy: f.itemData,
+    };
+    if (ks.mode === 'threshold') {
+      const kek = await this.thresholdOpen(ks, c, h, body, prepared, ref);
+      this.cache?.set(cacheKey, kek);
+      return kek;
+    }
     let answer: string;
     try {
       answer = this.recoverer
@@ -773,13 +824,6 @@ export class Appliance {
       if (prepared.blind !== undefined) getScheme(ks.scheme).wipeBlind(prepared.blind);
       throw e;
     }
-    const ref: ItemRef = {
-      keyring: f.keyring,
-      itemId: f.itemId,
-      masterVersion: f.masterVersion,
-      managerVersion: f.managerKeyVersion,
-      entropy: f.itemData,
-    };
     const kek = this.finish(ks, c, prepared, fromB64u(answer, 'answer'), ref);
     this.cache?.set(cacheKey, kek);
     return kek;
@@ -1028,6 +1072,7 @@ export class Appliance {
    */
   async kmsNewItem(keyring: string, call: KmsCall, nonce: Uint8Array): Promise<KmsItem> {
     const { ks, c } = this.concealment(keyring);
+    this.refuseThresholdKms(ks);
     const U = this.checkClientKey(ks, call.clientKey);
     const entropy = kmsEntropy(nonce, call.contextHash);
     const body: Record<string, unknown> = {
@@ -1089,6 +1134,7 @@ export class Appliance {
         'the ciphertext names a mode or scheme this key does not use',
       );
     }
+    this.refuseThresholdKms(ks);
     const U = this.checkClientKey(ks, call.clientKey);
     const ref: ItemRef = {
       keyring: f.keyring,
@@ -1114,6 +1160,16 @@ export class Appliance {
     const answer = fromB64u(out.answer, 'answer');
     if (U) return { clientCiphertext: this.forClient(ks, c, prepared, answer, U) };
     return { kek: this.finish(ks, c, prepared, answer, ref) };
+  }
+
+  /** The KMS relay goes to one manager; a threshold keyring needs t nodes (SPEC.md §5.6). */
+  private refuseThresholdKms(ks: KeyringState): void {
+    if (ks.mode === 'threshold') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'the KMS API does not serve threshold keyrings in this release (SPEC.md §5.6)',
+      );
+    }
   }
 
   private checkClientKey(ks: KeyringState, clientKey?: Uint8Array): Point | undefined {
@@ -1143,6 +1199,173 @@ export class Appliance {
     }
   }
 
+  // -- threshold mode (SPEC.md §5.6) ------------------------------------------------------------
+
+  private thresholdOf(ks: KeyringState): number {
+    if (!ks.threshold || this.nodes.length !== ks.threshold.n) {
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        `this appliance knows ${this.nodes.length} manager nodes, but the keyring is ${ks.threshold?.t ?? '?'}-of-${ks.threshold?.n ?? '?'}: check appliance.json "nodes"`,
+      );
+    }
+    return ks.threshold.t;
+  }
+
+  private async thresholdCreate(
+    ks: KeyringState,
+    body: Record<string, unknown>,
+    prepared: { blind?: unknown },
+  ) {
+    try {
+      return await thresholdCreate(
+        this.nodes,
+        this.thresholdOf(ks),
+        body,
+        this.o.threshold?.graceMs,
+      );
+    } catch (e) {
+      getScheme(ks.scheme).wipeBlind(prepared.blind);
+      throw e;
+    }
+  }
+
+  /** Combines node answers until a t-subset's item key unwraps the header's DEK. */
+  private async thresholdOpen(
+    ks: KeyringState,
+    c: Concealment,
+    h: DecodedHeader,
+    body: Record<string, unknown>,
+    prepared: { blind?: unknown },
+    ref: ItemRef,
+  ): Promise<Uint8Array> {
+    try {
+      return await thresholdRecover(this.nodes, this.thresholdOf(ks), body, (combined) => {
+        const kek = this.finish(ks, c, prepared, encodePoint(combined), ref, true);
+        try {
+          zeroize(unwrapDek(h, kek));
+          return kek;
+        } catch {
+          zeroize(kek);
+          return undefined;
+        }
+      });
+    } finally {
+      getScheme(ks.scheme).wipeBlind(prepared.blind);
+    }
+  }
+
+  /**
+   * Threshold sub-process I (SPEC.md §5.6). Every node must be up. The appliance is the dealer
+   * of its own d_A: it draws d_A, sends node j its Shamir share d_j with the Feldman
+   * commitments, and wipes d_A, the coefficients and the shares before it conceals the master —
+   * d_A exists only in this function's memory, for the few milliseconds of the dealing, at the
+   * one moment the appliance holds M anyway.
+   */
+  private async initThresholdKeyring(keyring: string, importKey?: Uint8Array): Promise<void> {
+    const infos = await Promise.all(
+      this.nodes.map((n) =>
+        n.client.request<KeyringInfo & { threshold?: { t: number; n: number; index: number } }>(
+          'GET',
+          `/v1/keyrings/${keyring}/current`,
+        ),
+      ),
+    );
+    const first = infos[0]!;
+    const th = first.threshold;
+    for (let i = 0; i < infos.length; i++) {
+      const info = infos[i]!;
+      const node = this.nodes[i]!;
+      if (
+        info.mode !== 'threshold' ||
+        !info.threshold ||
+        info.threshold.index !== node.index ||
+        info.threshold.t !== th?.t ||
+        info.threshold.n !== this.nodes.length ||
+        info.masterVersion !== first.masterVersion ||
+        info.managerVersion !== first.managerVersion
+      ) {
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          `manager node ${node.index} (${node.url}) does not hold keyring ${keyring} as node ${node.index} of the same threshold keyring at the same versions as node ${this.nodes[0]!.index}`,
+        );
+      }
+    }
+    const t = th!.t;
+    const existing = this.state.keyrings[keyring];
+    let masterVersion: number;
+    if (existing || first.masterVersion === 0) {
+      for (const n of this.nodes) {
+        await n.client.request('POST', `/v1/keyrings/${keyring}/master`, {
+          expected: first.masterVersion,
+        });
+      }
+      masterVersion = first.masterVersion + 1;
+    } else if (importKey) {
+      masterVersion = first.masterVersion;
+    } else {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        `keyring ${keyring} already has a master key (version ${first.masterVersion}): join with --import-key and the same key material`,
+      );
+    }
+    const managerVersion = first.managerVersion;
+    const imported = importKey && !existing && first.masterVersion > 0 ? { imported: true } : {};
+    const d = randomScalar();
+    const publicKey = mulBase(d);
+    const dealt = dealShares(d, { t, n: this.nodes.length });
+    zeroize(d);
+    try {
+      for (const n of this.nodes) {
+        const share = dealt.shares.find((s) => s.index === n.index)!;
+        const a = await n.client.request<KeyAnswer>('POST', `/v1/keyrings/${keyring}/keys`, {
+          managerVersion,
+          masterVersion,
+          share: {
+            index: n.index,
+            value: toB64u(share.value),
+            commitments: dealt.commitments.map((x) => toB64u(x)),
+          },
+          ...imported,
+        });
+        this.checkKeyStatement(a, n.caPem);
+        if (a.publicKey !== toB64u(publicKey)) {
+          throw new BlindfoldError(
+            'ERR_UNAUTHENTICATED',
+            `manager node ${n.index} stated another public key than the one dealt`,
+          );
+        }
+      }
+    } finally {
+      for (const s of dealt.shares) zeroize(s.value);
+    }
+    const scheme = getScheme('ec-elgamal');
+    const seed = importKey ? new Uint8Array(importKey) : new Uint8Array(randomBytes(32));
+    let concealed: string;
+    try {
+      const master = scheme.plaintextFromSeed(publicKey, seed);
+      concealed = toB64u(
+        scheme.encodeCiphertext(publicKey, homMode.conceal(scheme, publicKey, master)),
+      );
+      zeroize(master as Uint8Array);
+    } finally {
+      zeroize(seed);
+    }
+    const ks: KeyringState = existing ?? {
+      mode: 'threshold',
+      scheme: 'ec-elgamal',
+      threshold: { t, n: this.nodes.length },
+      concealments: [],
+    };
+    ks.concealments.push({
+      masterVersion,
+      managerVersion,
+      publicKey: toB64u(publicKey),
+      concealed,
+    });
+    this.state = { ...this.state, keyrings: { ...this.state.keyrings, [keyring]: ks } };
+    await saveState(this.dir, this.state);
+  }
+
   private schemeCode(ks: KeyringState): number {
     return ks.mode === 'split'
       ? SPLIT_CODES[ks.scheme as keyof typeof SPLIT_CODES]
@@ -1150,7 +1373,7 @@ export class Appliance {
   }
 
   private prepare(ks: KeyringState, c: Concealment): { blinded?: string; blind?: unknown } {
-    if (ks.mode !== 'hom2') return {};
+    if (ks.mode !== 'hom2' && ks.mode !== 'threshold') return {};
     const scheme = getScheme(ks.scheme);
     const d = this.decodedFor(ks, c);
     const { ciphertext, blind } = homMode.request(scheme, d.pk, d.concealed);
@@ -1163,6 +1386,7 @@ export class Appliance {
     prepared: { blind?: unknown },
     answer: Uint8Array,
     ref: ItemRef,
+    keepBlind = false,
   ): Uint8Array {
     let secret: Uint8Array;
     if (ks.mode === 'split') {
@@ -1172,9 +1396,9 @@ export class Appliance {
       const scheme = getScheme(ks.scheme);
       const d = this.decodedFor(ks, c);
       const y = scheme.decodePlaintext(d.pk, answer);
-      if (ks.mode === 'hom2') {
+      if (ks.mode === 'hom2' || ks.mode === 'threshold') {
         secret = homMode.finish(scheme, d.pk, prepared.blind, y);
-        scheme.wipeBlind(prepared.blind);
+        if (!keepBlind) scheme.wipeBlind(prepared.blind);
       } else {
         secret = homMode.finish(scheme, d.pk, d.blind, y);
       }

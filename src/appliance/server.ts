@@ -89,6 +89,19 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
               managerUrl: { type: 'string' },
               manager: { type: 'string' },
               importKeyFingerprint: { type: 'string' },
+              // threshold deployments (SPEC.md §5.6): each manager node's reachability
+              nodes: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    index: { type: 'integer' },
+                    url: { type: 'string' },
+                    status: { type: 'string' },
+                  },
+                },
+              },
               keyrings: {
                 type: 'array',
                 items: {
@@ -118,7 +131,18 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
       } catch (e) {
         manager = `unreachable: ${(e as Error).message}`;
       }
+      const nodes = await Promise.all(
+        o.appliance.nodes.map(async (n) => {
+          try {
+            await n.client.request('GET', '/health', undefined, { idempotent: false });
+            return { index: n.index, url: n.url, status: 'reachable' };
+          } catch (e) {
+            return { index: n.index, url: n.url, status: `unreachable: ${(e as Error).message}` };
+          }
+        }),
+      );
       return {
+        ...(nodes.length > 0 ? { nodes } : {}),
         applianceId: s.applianceId,
         name: s.name,
         managerUrl: s.managerUrl,

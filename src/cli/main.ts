@@ -45,12 +45,17 @@ Global options:
 `,
   up: `Usage: blindfold up [--home DIR] [--port 7300] [--local-port 7301] [--mode hom2] [--scheme ec-elgamal]
                     [--replicas N --store postgres://USER@HOST:PORT/DB] [--locations N]
+                    [--threshold t/n]
 
 Starts a manager (SQLite under DIR/manager) and one appliance (DIR/appliance) on loopback.
 With --replicas N (and a PostgreSQL --store), N manager processes serve the same appliances on
 ports 7300, 7302, 7303, ...; the appliance spreads load over them and fails over.
 With --locations 3 (hom3) or more (homN), N − 2 blinder processes (DIR/blinder-i, each with its
 own root key DIR/secrets/blinder-i.key) on ports 7311, 7312, ... join the keyring "default".
+With --threshold t/n, n manager nodes (ports 7300, 7302, 7303, ...; --port 0 for ephemeral ones)
+each hold a Shamir share of the appliance's key, their own SQLite store under DIR/nodes/node-j and
+their own root key (DIR/secrets/node-j.root.key); any t of them answer every request, so up to
+n - t may be down (SPEC.md §5.6; ec-elgamal only).
 The first run creates the local CA, a root key file (DIR/secrets/root.key), the operator token,
 a keyring "default" and the appliance's concealed master key. Later runs keep all data.
 In production, give the manager its root key from outside its data directory
@@ -385,8 +390,11 @@ async function cmdUp(args: string[]) {
     replicas: { type: 'string' },
     store: { type: 'string' },
     locations: { type: 'string' },
+    threshold: { type: 'string' },
   });
   if (values.help) return console.log(HELP.up);
+  const { parseThreshold } = await import('./threshold.ts');
+  const threshold = values.threshold ? parseThreshold(values.threshold) : undefined;
   const { up } = await import('./up.ts');
   await up({
     home: home(values),
@@ -397,6 +405,7 @@ async function cmdUp(args: string[]) {
     replicas: int(values.replicas, '--replicas', 1),
     store: values.store,
     locations: int(values.locations, '--locations', 2),
+    threshold,
   });
 }
 

@@ -32,11 +32,18 @@ export interface UpOptions {
    * blinder processes), SPEC.md §5.4. With 3 or more the mode is hom3/homN.
    */
   locations?: number;
+  /** t-of-n threshold manager nodes (SPEC.md §5.6): n manager processes, each its own home. */
+  threshold?: { t: number; n: number };
 }
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/blindfold.mjs');
 
-function child(args: string[], env: NodeJS.ProcessEnv, label: string): ChildProcess {
+function child(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  label: string,
+  onLine?: (line: string) => void,
+): ChildProcess {
   const p = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = (stream: NodeJS.ReadableStream | null, out: NodeJS.WriteStream) => {
     let buf = '';
@@ -44,6 +51,7 @@ function child(args: string[], env: NodeJS.ProcessEnv, label: string): ChildProc
       buf += d.toString();
       let i = buf.indexOf('\n');
       while (i >= 0) {
+        onLine?.(buf.slice(0, i));
         out.write(`[${label}] ${buf.slice(0, i)}\n`);
         buf = buf.slice(i + 1);
         i = buf.indexOf('\n');
@@ -79,6 +87,7 @@ async function waitReady(url: string, caPem: string | undefined, proc: ChildProc
 }
 
 export async function up(o: UpOptions) {
+  if (o.threshold) return upThreshold(o, o.threshold);
   const managerHome = join(o.home, 'manager');
   const applianceHome = join(o.home, 'appliance');
   const rootKeyFile = join(o.home, 'secrets', 'root.key');
@@ -281,4 +290,188 @@ async function startBlinders(
     out.push({ id, url, home });
   }
   return out;
+}
+
+/** Starts a child and resolves with the first URL it prints after `marker` (port 0 works). */
+async function childWithUrl(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  label: string,
+  marker: string,
+  procs: ChildProcess[],
+): Promise<{ proc: ChildProcess; url: string }> {
+  let resolveUrl!: (url: string) => void;
+  const seen = new Promise<string>((r) => {
+    resolveUrl = r;
+  });
+  const proc = child(args, env, label, (line) => {
+    const i = line.indexOf(marker);
+    if (i >= 0)
+      resolveUrl(
+        line
+          .slice(i + marker.length)
+          .trim()
+          .split(/\s/)[0]!,
+      );
+  });
+  procs.push(proc);
+  const exited = new Promise<never>((_, reject) =>
+    proc.once('exit', (code) =>
+      reject(
+        new BlindfoldError('ERR_UNAVAILABLE', `the ${label} exited during start (status ${code})`),
+      ),
+    ),
+  );
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(
+      () => reject(new BlindfoldError('ERR_UNAVAILABLE', `the ${label} did not start in 30 s`)),
+      30000,
+    ).unref(),
+  );
+  const url = await Promise.race([seen, exited, timeout]);
+  exited.catch(() => {});
+  return { proc, url };
+}
+
+/**
+ * `blindfold up --threshold t/n` (SPEC.md §5.6): n manager nodes, each with its own home
+ * (DIR/nodes/node-j: SQLite store, CA, operator token) and its own root key
+ * (DIR/secrets/node-j.root.key), and one appliance enrolled at every node. The first run deals the
+ * keyring "default" (ticket and share keys drawn here, sent to every node, wiped) and lets the
+ * appliance deal its d_A; later runs reuse everything.
+ */
+async function upThreshold(o: UpOptions, th: { t: number; n: number }) {
+  const { dealKeyring, enrollThresholdAppliance } = await import('./threshold.ts');
+  const applianceHome = join(o.home, 'appliance');
+  const env: NodeJS.ProcessEnv = { ...process.env, BLINDFOLD_HOME: o.home };
+  delete env.BLINDFOLD_ROOT_KEY;
+  const procs: ChildProcess[] = [];
+  const stopAll = async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+    await Promise.all(
+      procs.map((p) => (p.exitCode !== null ? undefined : new Promise((r) => p.once('exit', r)))),
+    );
+  };
+  const clients: { close(): void }[] = [];
+  try {
+    if (o.mode !== 'hom2' && o.mode !== 'threshold') {
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        '--threshold cannot be combined with --mode',
+      );
+    }
+    if (o.scheme && o.scheme !== 'ec-elgamal') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'threshold mode supports ec-elgamal only (SPEC.md §5.6)',
+      );
+    }
+    if ((o.locations ?? 2) > 2) {
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        '--threshold cannot be combined with --locations (blinder chains, SPEC.md §5.4)',
+      );
+    }
+    if ((o.replicas ?? 1) > 1 || o.store) {
+      throw new BlindfoldError(
+        'ERR_INVALID_ARGUMENT',
+        '--threshold runs one SQLite store per node: it cannot be combined with --replicas or --store',
+      );
+    }
+    const indices = Array.from({ length: th.n }, (_, i) => i + 1);
+    // Node 1 on --port, node j ≥ 2 on port + j (port + 1 is the appliance's); 0: ephemeral.
+    const portOf = (j: number) => (o.port === 0 ? 0 : j === 1 ? o.port : o.port + j);
+    await mkdir(join(o.home, 'secrets'), { recursive: true, mode: 0o700 });
+    const started = await Promise.all(
+      indices.map(async (j) => {
+        const home = join(o.home, 'nodes', `node-${j}`);
+        const rootKeyFile = join(o.home, 'secrets', `node-${j}.root.key`);
+        if (!existsSync(rootKeyFile)) await generateRootKeyFile(rootKeyFile);
+        const args = ['manager', '--home', home, '--port', String(portOf(j))];
+        args.push('--root-key-file', rootKeyFile);
+        const { proc, url } = await childWithUrl(args, env, `node-${j}`, 'listening on ', procs);
+        const caPem = await readFile(join(home, 'pki', 'ca.pem'), 'utf8');
+        await waitReady(url, caPem, proc, `manager node ${j}`);
+        const token = (await readFile(join(home, OPERATOR_TOKEN_FILE), 'utf8')).trim();
+        const op = createJsonClient({ baseUrl: url, caPem, token });
+        clients.push(op);
+        return { index: j, url, caPem, op, home, proc };
+      }),
+    );
+
+    if (!existsSync(join(applianceHome, 'appliance.json'))) {
+      const present = await Promise.all(
+        started.map(async (n) =>
+          (
+            await n.op.request<{ keyrings: { name: string }[] }>('GET', '/v1/keyrings')
+          ).keyrings.some((k) => k.name === 'default'),
+        ),
+      );
+      if (present.some((p) => p) && !present.every((p) => p)) {
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          'keyring "default" exists on some manager nodes only: remove the deployment directory and start again',
+        );
+      }
+      if (!present[0]) await dealKeyring(started, 'default', th.t);
+      const state = await enrollThresholdAppliance({
+        dir: applianceHome,
+        name: 'local-appliance',
+        nodes: started,
+      });
+      const a = new Appliance({ dir: applianceHome, state });
+      try {
+        await a.initKeyring('default');
+      } finally {
+        a.close();
+      }
+    } else {
+      // The appliance follows the nodes' current addresses (ephemeral ports change).
+      const state = await loadState(applianceHome);
+      if (!state.nodes || state.nodes.length !== th.n) {
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          `${applianceHome} is not a ${th.n}-node threshold appliance: use another --home`,
+        );
+      }
+      const nodes = state.nodes.map((n) => ({ ...n, url: started[n.index - 1]!.url }));
+      await saveState(applianceHome, { ...state, managerUrl: nodes[0]!.url, nodes });
+    }
+    for (const c of clients.splice(0)) c.close();
+
+    const app = await childWithUrl(
+      ['appliance', 'run', '--home', applianceHome, '--port', String(o.localPort)],
+      env,
+      'appliance',
+      'local API on ',
+      procs,
+    );
+    await waitReady(app.url, undefined, app.proc, 'appliance');
+
+    console.log(
+      `\nBlindfold is up: ${th.t}-of-${th.n} threshold manager nodes (any ${th.t} answer; up to ${th.n - th.t} may be down)` +
+        started
+          .map((n) => `\n  manager node ${n.index}: ${n.url} (pid ${n.proc.pid}, home ${n.home})`)
+          .join('') +
+        `\n  appliance local API: ${app.url} (pid ${app.proc.pid}, home ${applianceHome})` +
+        `\nData in ${o.home}. Try:  npx blindfold encrypt README.md && npx blindfold decrypt README.md.bf -o README.copy` +
+        '\nStop with Ctrl-C; "npm start" again keeps all data.\n',
+    );
+    const managerUrl = started[0]!.url;
+    const caPem = started[0]!.caPem;
+    if (o.detach) return { stop: stopAll, managerUrl, caPem };
+    await new Promise<void>((r) => {
+      const stop = () => r();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      // A node that exits is tolerated (that is the point); the appliance is not.
+      app.proc.once('exit', stop);
+    });
+    await stopAll();
+    return { stop: stopAll, managerUrl, caPem };
+  } catch (e) {
+    for (const c of clients) c.close();
+    await stopAll();
+    throw e;
+  }
 }

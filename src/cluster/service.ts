@@ -682,6 +682,13 @@ export class ClusterService {
       }
       const k = this.keyringFor(t.keyring);
       const mine = await this.m.loadApplianceKey(caller, k, o.managerVersion, o.masterVersion);
+      if (mine.mode === 'threshold') {
+        // Moving a master between appliances would need t nodes to re-encrypt (SPEC.md §5.6).
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          'cluster transfers of a threshold keyring are not implemented in this release',
+        );
+      }
       const now = this.d.now();
       const stale = now - this.claimTtlMs;
       const version = { masterVersion: o.masterVersion, managerVersion: o.managerVersion };
@@ -884,7 +891,8 @@ export class ClusterService {
         } else if (k.mode === 'hom2-opt') {
           if (!c.blinded || c.delta) throw bad('hom2-opt: acknowledge with blinded');
           const key = await this.m.loadApplianceKey(caller, k, c.managerVersion, c.masterVersion);
-          if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+          if (key.mode === 'split' || key.mode === 'threshold')
+            throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
           const ct = key.scheme.decodeCiphertext(key.pk, c.blinded);
           this.m.groupOps++;
           const x = homMode.optSetup(key.scheme, key.sk, ct);

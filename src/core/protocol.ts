@@ -20,7 +20,7 @@ import type { Rng } from './random.ts';
 import { systemRng } from './random.ts';
 import type { HomomorphicScheme } from './schemes/scheme.ts';
 
-export const MODES = ['split', 'hom2', 'hom2-opt', 'hom3', 'homN'] as const;
+export const MODES = ['split', 'hom2', 'hom2-opt', 'hom3', 'homN', 'threshold'] as const;
 export type Mode = (typeof MODES)[number];
 
 /** Mode codes as they appear in file headers (SPEC.md §6.1). */
@@ -30,6 +30,7 @@ export const MODE_CODES: Record<Mode, number> = {
   'hom2-opt': 3,
   hom3: 4,
   homN: 5,
+  threshold: 6, // t-of-n manager nodes (SPEC.md §5.6)
 };
 
 /** The modes whose requests travel through a chain of blinders (SPEC.md §5.4). */

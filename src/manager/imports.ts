@@ -139,6 +139,14 @@ export class ImportService {
   async prepare(actor: string, keyring: string, applianceId: string, expected: number) {
     this.target(applianceId);
     await this.importKey(applianceId); // refuse early if nothing can be sealed to it
+    if (this.m.keyring(keyring).mode === 'threshold') {
+      // The appliance deals d_A's shares to every node itself (SPEC.md §5.6): one manager
+      // cannot prepare a key for it, so refuse before any version is claimed.
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'console master-key import is not available for threshold keyrings (SPEC.md §5.6)',
+      );
+    }
     const k = await this.m.claimMasterVersion(actor, keyring, expected);
     const base = {
       keyring,

@@ -14,7 +14,7 @@ import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../clust
 import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
 import { chainMode, chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
-import type { Point } from '../core/group.ts';
+import type { Point, Scalar } from '../core/group.ts';
 import { sha256 } from '../core/hash.ts';
 import { decodeClientKey, encryptToClient } from '../core/kms.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
@@ -29,8 +29,15 @@ import {
   shareSeed,
   splitMode,
 } from '../core/protocol.ts';
+import type { EcCiphertext } from '../core/schemes/ec-elgamal.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import type { HomomorphicScheme } from '../core/schemes/scheme.ts';
+import {
+  checkThresholdParams,
+  nodeAnswer,
+  type ThresholdParams,
+  verifyShare,
+} from '../core/threshold.ts';
 import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
 import { nodeGeneratePrime } from '../platform/node-primes.ts';
 import type { ApplianceRecord, BlinderRecord, KeyringRecord, Store } from '../store/types.ts';
@@ -83,6 +90,23 @@ export interface CreateKeyringInput {
   scheme?: string;
   /** hom3 (exactly one) and homN (two or more): blinder ids in request order (SPEC.md §5.4). */
   blinders?: string[];
+  /** threshold mode only (SPEC.md §5.6): t-of-n and this node's index. */
+  threshold?: ThresholdNode;
+  /** threshold mode only: the dealt ticket and share keys, the same on every node. */
+  ticketKey?: Uint8Array;
+  shareKey?: Uint8Array;
+}
+
+/** A threshold keyring as one node sees it: t-of-n, and its own index j ∈ 1..n. */
+export interface ThresholdNode extends ThresholdParams {
+  index: number;
+}
+
+/** A node's Shamir share of an appliance's d_A, as dealt (SPEC.md §5.6). */
+export interface DealtShareInput {
+  index: number;
+  value: Uint8Array;
+  commitments: Uint8Array[];
 }
 
 /** A request relayed by the last blinder of a chain (SPEC.md §5.4). */
@@ -154,7 +178,8 @@ export type ApplianceKey =
       /** sk and X_A encoded once, for the group jobs (src/manager/group-ops.ts). */
       skBytes: Uint8Array;
       xBytes: Uint8Array | null;
-    };
+    }
+  | { mode: 'threshold'; publicKey: Uint8Array; pk: Point; share: Scalar };
 
 const DEFAULT_SCHEME: Record<Mode, string> = {
   split: 'xor',
@@ -162,6 +187,7 @@ const DEFAULT_SCHEME: Record<Mode, string> = {
   'hom2-opt': 'ec-elgamal',
   hom3: 'ec-elgamal',
   homN: 'ec-elgamal',
+  threshold: 'ec-elgamal',
 };
 
 /** Binding of a ticket to every field of the item reference (SPEC.md §4.4). */
@@ -211,6 +237,8 @@ export class Manager {
   private readonly seenNonces = new Map<string, number>();
   /** Appliances' identity keys (from their certificates) for chain-request signatures. */
   private readonly identityKeys = new Map<string, ReturnType<typeof createPublicKey>>();
+  /** Threshold keyrings' (t, n, index), unsealed from `keyring/<k>/threshold` (SPEC.md §5.6). */
+  private readonly thresholds = new Map<string, ThresholdNode>();
   private readonly now: () => number;
 
   /** Vouching, membership and re-concealment transfers (SPEC.md §5.7). */
@@ -247,7 +275,9 @@ export class Manager {
     await m.refreshChains();
     // Prove now, not at the first request, that the root key opens what is stored.
     for (const k of m.keyrings.values()) {
-      if (k.status !== 'deleted') await m.keysFor(k.name, k.managerVersion);
+      if (k.status === 'deleted') continue;
+      await m.keysFor(k.name, k.managerVersion);
+      if (k.mode === 'threshold') await m.thresholdOf(k.name);
     }
     return m;
   }
@@ -305,13 +335,39 @@ export class Manager {
     if (!isMode(input.mode)) {
       throw new BlindfoldError(
         'ERR_UNSUPPORTED_SCHEME',
-        `unknown mode "${input.mode}": use split, hom2, hom2-opt, hom3 or homN`,
+        `unknown mode "${input.mode}": use split, hom2, hom2-opt, hom3, homN or threshold`,
       );
     }
     const scheme = input.scheme ?? DEFAULT_SCHEME[input.mode];
     if (input.mode === 'split') getSplitOperator(scheme);
     else getScheme(scheme);
     const chain = this.checkChain(input.mode, input.blinders);
+    const dealt = input.threshold !== undefined || input.ticketKey || input.shareKey;
+    if (input.mode === 'threshold') {
+      // Only EC-ElGamal has the exponent-acting share that lets nodes answer without decrypting
+      // (SPEC.md §5.6); threshold decryption for the integer schemes is not specified.
+      if (scheme !== 'ec-elgamal') {
+        throw new BlindfoldError(
+          'ERR_UNSUPPORTED_SCHEME',
+          `threshold mode supports ec-elgamal only, not ${scheme}`,
+        );
+      }
+      const th = input.threshold;
+      if (!th || !input.ticketKey || !input.shareKey) {
+        throw bad(
+          'a threshold keyring needs threshold {t, n, index} and the dealt ticketKey and shareKey (use "blindfold up --threshold t/n" or SPEC.md §5.6)',
+        );
+      }
+      checkThresholdParams(th);
+      if (!Number.isInteger(th.index) || th.index < 1 || th.index > th.n) {
+        throw bad(`the node index must be 1..${th.n}`);
+      }
+      if (input.ticketKey.length !== 32 || input.shareKey.length !== 32) {
+        throw bad('dealt ticketKey and shareKey are 32 bytes each');
+      }
+    } else if (dealt) {
+      throw bad('threshold, ticketKey and shareKey are for threshold keyrings only');
+    }
     const now = this.now();
     const rec: KeyringRecord = {
       name: input.name,
@@ -325,7 +381,11 @@ export class Manager {
       updatedAt: now,
       deletionAt: null,
     };
-    await this.ensureKeyringKeys(input.name, 1);
+    if (input.mode === 'threshold') {
+      await this.putDealtKeys(input.name, input.threshold!, input.ticketKey!, input.shareKey!);
+    } else {
+      await this.ensureKeyringKeys(input.name, 1);
+    }
     if (chain) {
       // Written before the keyring: a keyring in a chain mode never exists without its chain (a
       // chain left behind by a failed creation is harmless and overwritten by the next one).
@@ -344,6 +404,7 @@ export class Manager {
     }
     this.keyrings.set(rec.name, rec);
     if (chain) this.chains.set(rec.name, chain);
+    if (input.threshold) this.thresholds.set(rec.name, { ...input.threshold });
     await this.d.audit.record({
       actor,
       action: 'keyring.create',
@@ -366,6 +427,13 @@ export class Manager {
   async rotateKeyring(actor: string, name: string): Promise<KeyringRecord> {
     const k = await this.liveKeyring(name);
     this.checkNotPendingDeletion(k);
+    if (k.mode === 'threshold') {
+      // Every node must get the same new keys from a dealer; not built in this release (§5.6).
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        'manager-key rotation of a threshold keyring is not implemented in this release (SPEC.md §5.6)',
+      );
+    }
     const next = k.managerVersion + 1;
     await this.ensureKeyringKeys(name, next);
     const now = this.now();
@@ -501,6 +569,7 @@ export class Manager {
     for (const key of [...this.applianceKeys.keys()]) {
       if (key.split('|')[1] === name) this.applianceKeys.delete(key);
     }
+    this.thresholds.delete(name);
     if (destroyed) {
       await this.d.audit.record({ actor: 'manager', action: 'keyring.destroy', keyring: name });
     }
@@ -875,7 +944,7 @@ export class Manager {
     managerVersion: number,
     masterVersion: number,
     r?: Uint8Array,
-    opts: { imported?: boolean } = {},
+    opts: { imported?: boolean; share?: DealtShareInput } = {},
   ) {
     // Enrolled members register keys too: for a keyring's first master, or to check the key a
     // transfer brought them. Only the operator hands out raw key material, so only an
@@ -891,6 +960,19 @@ export class Manager {
     await this.liveKeyring(keyringName);
     this.checkManagerVersion(k, managerVersion);
     this.checkMasterVersion(k, masterVersion);
+    if (k.mode === 'threshold') {
+      const out = await this.thresholdKey(member.id, k, managerVersion, masterVersion, opts.share);
+      if (opts.imported && member.status === 'enrolled') {
+        await this.cluster.markTrusted(
+          applianceId,
+          'operator',
+          'import',
+          `imported key material for master ${masterVersion} of keyring ${keyringName}`,
+        );
+      }
+      return out;
+    }
+    if (opts.share) throw bad(`keyring ${k.name} is not a threshold keyring: no share`);
     let rec = await this.d.store.getApplianceKey(
       applianceId,
       keyringName,
@@ -982,7 +1064,8 @@ export class Manager {
     const k = await this.keyringFresh(keyringName, { managerVersion, masterVersion });
     if (k.mode !== 'hom2-opt') throw bad(`keyring ${keyringName} is not in hom2-opt mode`);
     const key = await this.loadApplianceKey(applianceId, k, managerVersion, masterVersion);
-    if (key.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+    if (key.mode === 'split' || key.mode === 'threshold')
+      throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
     // X_A is set once: a second setup would let a live appliance swap in Enc(neutral) and, with
     // the integer schemes, read Q_i in the clear (SPEC.md §5.3).
     if (key.x !== null) {
@@ -1041,6 +1124,12 @@ export class Manager {
     if (toVersion <= fromVersion) throw bad('toVersion must be newer than fromVersion');
     const old = await this.loadApplianceKey(applianceId, k, fromVersion, masterVersion);
     let out: { ciphertext?: Uint8Array };
+    if (old.mode === 'threshold') {
+      throw new BlindfoldError(
+        'ERR_UNSUPPORTED_SCHEME',
+        're-concealment of a threshold keyring is not implemented in this release (SPEC.md §5.6)',
+      );
+    }
     if (old.mode === 'split') {
       if (!input.delta || input.blinded) throw bad('split mode re-concealment takes delta only');
       const r2 = reconceal.splitAnswer(old.op, old.r, input.delta);
@@ -1059,7 +1148,8 @@ export class Manager {
         );
       }
       const target = await this.loadApplianceKey(applianceId, k, toVersion, masterVersion);
-      if (target.mode === 'split') throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
+      if (target.mode === 'split' || target.mode === 'threshold')
+        throw new BlindfoldError('ERR_INTERNAL', 'mode mismatch');
       const ct = old.scheme.decodeCiphertext(old.pk, input.blinded);
       this.groupOps++;
       const re = transfer.reencrypt(old.sk, target.pk, ct);
@@ -1262,6 +1352,13 @@ export class Manager {
       return chainMode.answer(key.scheme, key.sk, key.pk, ct, via.aux, keys.shareKey, ref);
     }
     if (via) throw bad(`mode ${key.mode} takes no relayed requests`);
+    if (key.mode === 'threshold') {
+      // SPEC.md §5.6: Y_j ‖ W_j = q_i·c2' ‖ (q_i·d_j)·c1'; this node never decrypts.
+      if (blinded === undefined) throw bad('threshold mode needs the blinded concealed master');
+      const ct = getScheme('ec-elgamal').decodeCiphertext(key.pk, blinded) as EcCiphertext;
+      this.groupOps++;
+      return nodeAnswer(key.share, key.pk, keys.shareKey, ref, ct);
+    }
     if (key.mode === 'split') {
       if (blinded !== undefined) throw bad('split mode takes no blinded value');
       this.groupOps++;
@@ -1312,7 +1409,7 @@ export class Manager {
 
   /** The item share q (SPEC.md §5.2), encoded; derived from the share key on this thread. */
   private shareBytes(
-    key: Exclude<ApplianceKey, { mode: 'split' }>,
+    key: Exclude<ApplianceKey, { mode: 'split' | 'threshold' }>,
     keys: KeyringKeys,
     ref: ItemRef,
   ): Uint8Array {
@@ -1322,6 +1419,142 @@ export class Manager {
     const out = key.scheme.encodeShare(key.pk, q);
     if (q instanceof Uint8Array) q.fill(0);
     return out;
+  }
+
+  /**
+   * Stores the dealt ticket and share keys of a threshold keyring and this node's (t, n, index),
+   * each sealed under this node's own root key (SPEC.md §5.6). A repeated creation must bring
+   * the same values: nodes holding different keys would derive different q_i.
+   */
+  private async putDealtKeys(
+    name: string,
+    th: ThresholdNode,
+    ticketKey: Uint8Array,
+    shareKey: Uint8Array,
+  ): Promise<void> {
+    const params = Uint8Array.of(th.t, th.n, th.index);
+    for (const [which, value] of [
+      ['ticket', ticketKey],
+      ['share', shareKey],
+      ['threshold', params],
+    ] as const) {
+      const secretName =
+        which === 'threshold' ? `keyring/${name}/threshold` : `keyring/${name}/v1/${which}`;
+      await this.d.store.putSecretIfAbsent(secretName, this.d.sealer.seal(secretName, value));
+      const stored = await this.d.store.getSecret(secretName);
+      const opened = stored ? this.d.sealer.open(secretName, stored) : new Uint8Array(0);
+      const same = equalBytes(opened, value);
+      opened.fill(0);
+      if (!same) {
+        throw new BlindfoldError(
+          'ERR_CONFLICT',
+          `keyring ${name} already holds different ${which} material on this node`,
+        );
+      }
+    }
+  }
+
+  /** This node's (t, n, index) for a threshold keyring; undefined for other modes. */
+  async thresholdOf(name: string): Promise<ThresholdNode | undefined> {
+    const hit = this.thresholds.get(name);
+    if (hit) return hit;
+    const k = this.keyrings.get(name);
+    if (k?.mode !== 'threshold') return undefined;
+    const secretName = `keyring/${name}/threshold`;
+    const sealed = await this.d.store.getSecret(secretName);
+    if (!sealed) {
+      // A destroyed keyring (§7.4) lost its sealed secrets, this one included.
+      if (k.status === 'deleted') return undefined;
+      throw new BlindfoldError('ERR_INTERNAL', `missing secret ${secretName}`);
+    }
+    const b = this.d.sealer.open(secretName, sealed);
+    const th = { t: b[0]!, n: b[1]!, index: b[2]! };
+    this.thresholds.set(name, th);
+    return th;
+  }
+
+  /**
+   * Threshold sub-process I at node j (SPEC.md §5.6): the appliance, as the dealer of its own
+   * d_A, sends d_j with the Feldman commitments; the node checks them, seals d_j under its own
+   * root key, and states D_A = A_0 like any hom key (signed by this node's CA).
+   */
+  private async thresholdKey(
+    applianceId: string,
+    k: KeyringRecord,
+    managerVersion: number,
+    masterVersion: number,
+    share: DealtShareInput | undefined,
+  ) {
+    const th = await this.thresholdOf(k.name);
+    if (!th) throw new BlindfoldError('ERR_INTERNAL', `keyring ${k.name} has no threshold`);
+    if (!share) {
+      throw bad(
+        `keyring ${k.name} is a ${th.t}-of-${th.n} threshold keyring: send this node's share {index, value, commitments}`,
+      );
+    }
+    if (share.index !== th.index) {
+      throw bad(`this node is node ${th.index} of keyring ${k.name}, not node ${share.index}`);
+    }
+    if (share.commitments.length !== th.t) {
+      throw bad(`a ${th.t}-of-${th.n} share comes with exactly ${th.t} commitments`);
+    }
+    const checked = verifyShare(share.index, share.value, share.commitments);
+    checked.share.fill(0);
+    const publicKey = share.commitments[0]!;
+    const name = applianceSecretName(applianceId, k.name, managerVersion, masterVersion);
+    let rec = await this.d.store.getApplianceKey(
+      applianceId,
+      k.name,
+      managerVersion,
+      masterVersion,
+    );
+    if (!rec) {
+      rec = await this.d.store.putApplianceKey({
+        applianceId,
+        keyring: k.name,
+        managerVersion,
+        masterVersion,
+        publicKey,
+        sealedSecret: this.d.sealer.seal(name, share.value),
+        sealedExtra: null,
+        createdAt: this.now(),
+      });
+      await this.d.audit.record({
+        actor: applianceId,
+        action: 'appliance.key',
+        keyring: k.name,
+        keyVersion: managerVersion,
+      });
+    }
+    // An idempotent retry brings the same share; anything else would silently break items.
+    const stored = this.d.sealer.open(name, rec.sealedSecret);
+    const same = equalBytes(stored, share.value) && equalBytes(rec.publicKey, publicKey);
+    stored.fill(0);
+    if (!same) {
+      throw new BlindfoldError(
+        'ERR_CONFLICT',
+        'this appliance already registered a different share for this key version',
+      );
+    }
+    return {
+      keyring: k.name,
+      managerVersion,
+      masterVersion,
+      mode: k.mode,
+      scheme: k.scheme,
+      publicKey: rec.publicKey,
+      signature: this.d.signKeyStatement(
+        keyStatement(
+          applianceId,
+          k.name,
+          managerVersion,
+          masterVersion,
+          k.mode,
+          k.scheme,
+          rec.publicKey,
+        ),
+      ),
+    };
   }
 
   /**
@@ -1424,6 +1657,14 @@ export class Manager {
     let key: ApplianceKey;
     if (k.mode === 'split') {
       key = { mode: 'split', op: getSplitOperator(k.scheme), r: secret };
+    } else if (k.mode === 'threshold') {
+      const scheme = getScheme('ec-elgamal');
+      key = {
+        mode: 'threshold',
+        publicKey: rec.publicKey,
+        pk: scheme.decodePublicKey(rec.publicKey) as Point,
+        share: secret as Scalar,
+      };
     } else {
       const scheme = getScheme(k.scheme);
       const sk = scheme.decodeSecretKey(secret);

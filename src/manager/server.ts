@@ -203,6 +203,21 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   );
 
   // -- operator: keyrings --------------------------------------------------------------------------
+  // threshold keyrings (SPEC.md §5.6) carry this node's t-of-n and index.
+  const thresholdOut = {
+    type: 'object',
+    additionalProperties: false,
+    required: ['t', 'n', 'index'],
+    properties: {
+      t: { type: 'integer', minimum: 1, maximum: 16 },
+      n: { type: 'integer', minimum: 2, maximum: 16 },
+      index: { type: 'integer', minimum: 1, maximum: 16 },
+    },
+  } as const;
+  const withThreshold = async <K extends { name: string }>(k: K) => {
+    const th = await manager.thresholdOf(k.name);
+    return th ? { ...k, threshold: th } : k;
+  };
   const keyringOut = {
     type: 'object',
     additionalProperties: false,
@@ -216,6 +231,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       createdAt: { type: 'integer' },
       updatedAt: { type: 'integer' },
       deletionAt: { type: ['integer', 'null'] },
+      threshold: thresholdOut,
       versions: {
         type: 'array',
         items: {
@@ -231,7 +247,17 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
   } as const;
 
-  app.post<{ Body: { name: string; mode: string; scheme?: string; blinders?: string[] } }>(
+  app.post<{
+    Body: {
+      name: string;
+      mode: string;
+      scheme?: string;
+      threshold?: { t: number; n: number; index: number };
+      ticketKey?: string;
+      shareKey?: string;
+      blinders?: string[];
+    };
+  }>(
     '/v1/keyrings',
     {
       schema: {
@@ -249,6 +275,10 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
               maxItems: 16,
               items: { type: 'string', pattern: '^bl-[0-9a-f]{16}$' },
             },
+            // threshold mode: dealt by the setup tool, the same on every node (SPEC.md §5.6)
+            threshold: thresholdOut,
+            ticketKey: b64u(32, 32),
+            shareKey: b64u(32, 32),
           },
         },
         response: { 201: keyringOut, ...errorResponses },
@@ -256,8 +286,24 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
     async (request, reply) => {
       const actor = await operator(request);
-      const k = await manager.createKeyring(actor, request.body);
-      return reply.status(201).send(k);
+      const b = request.body;
+      const ticketKey = b.ticketKey === undefined ? undefined : fromB64u(b.ticketKey, 'ticketKey');
+      const shareKey = b.shareKey === undefined ? undefined : fromB64u(b.shareKey, 'shareKey');
+      try {
+        const k = await manager.createKeyring(actor, {
+          name: b.name,
+          mode: b.mode,
+          scheme: b.scheme,
+          blinders: b.blinders,
+          threshold: b.threshold,
+          ticketKey,
+          shareKey,
+        });
+        return reply.status(201).send(await withThreshold(k));
+      } finally {
+        ticketKey?.fill(0);
+        shareKey?.fill(0);
+      }
     },
   );
   app.get(
@@ -276,7 +322,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
     async (request) => {
       await operator(request);
-      return { keyrings: manager.listKeyrings() };
+      return { keyrings: await Promise.all(manager.listKeyrings().map(withThreshold)) };
     },
   );
   app.get<{ Params: { name: string } }>(
@@ -289,7 +335,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     },
     async (request) => {
       await operator(request);
-      return manager.describeKeyring(request.params.name);
+      return withThreshold(await manager.describeKeyring(request.params.name));
     },
   );
   app.post<{ Params: { name: string } }>(
@@ -636,7 +682,13 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   } as const;
   app.post<{
     Params: { name: string };
-    Body: { managerVersion: number; masterVersion: number; r?: string; imported?: boolean };
+    Body: {
+      managerVersion: number;
+      masterVersion: number;
+      r?: string;
+      imported?: boolean;
+      share?: { index: number; value: string; commitments: string[] };
+    };
   }>(
     '/v1/keyrings/:name/keys',
     {
@@ -652,6 +704,17 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
             r: b64u(64, 1),
             // Joining an existing master with imported key material (SPEC.md §5.7).
             imported: { type: 'boolean' },
+            // threshold mode: this node's Shamir share of d_A with Feldman commitments (§5.6)
+            share: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['index', 'value', 'commitments'],
+              properties: {
+                index: { type: 'integer', minimum: 1, maximum: 16 },
+                value: b64u(32, 32),
+                commitments: { type: 'array', minItems: 1, maxItems: 16, items: b64u(32, 32) },
+              },
+            },
           },
         },
         response: { 200: keyOut, ...errorResponses },
@@ -660,14 +723,25 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
     async (request) => {
       const id = await appliance(request);
       const r = request.body.r === undefined ? undefined : fromB64u(request.body.r, 'r');
-      const out = await manager.applianceKey(
-        id,
-        request.params.name,
-        request.body.managerVersion,
-        request.body.masterVersion,
-        r,
-        { imported: request.body.imported === true },
-      );
+      const sh = request.body.share;
+      const share = sh && {
+        index: sh.index,
+        value: fromB64u(sh.value, 'share value'),
+        commitments: sh.commitments.map((c) => fromB64u(c, 'commitment')),
+      };
+      let out: Awaited<ReturnType<typeof manager.applianceKey>>;
+      try {
+        out = await manager.applianceKey(
+          id,
+          request.params.name,
+          request.body.managerVersion,
+          request.body.masterVersion,
+          r,
+          { imported: request.body.imported === true, share },
+        );
+      } finally {
+        share?.value.fill(0);
+      }
       return {
         ...out,
         publicKey: toB64u(out.publicKey),
@@ -687,7 +761,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
       await appliance(request);
       const k = manager.listKeyrings().find((x) => x.name === request.params.name);
       if (!k) throw new BlindfoldError('ERR_NOT_FOUND', `no keyring named ${request.params.name}`);
-      return k;
+      return withThreshold(k);
     },
   );
   app.post<{

@@ -78,6 +78,7 @@ import { SCHEME_CODES, type SchemeId } from '../../src/core/schemes/scheme.ts';
 import { issueTicket } from '../../src/core/ticket.ts';
 import { keyStatement, ticketBinding } from '../../src/manager/manager.ts';
 import { rootKeyId, splitRootKey } from '../../src/manager/seal.ts';
+import { modeThresholdFile } from './threshold.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the generator is generic over schemes of any types
 type Any = any;
@@ -3080,6 +3081,7 @@ export const GENERATORS: Record<string, () => VectorFile | Promise<VectorFile>> 
   'mode-split.json': modeSplitFile,
   'mode-hom2.json': modeHom2File,
   'mode-hom2-opt.json': modeHom2OptFile,
+  'mode-threshold.json': modeThresholdFile,
   'file.json': fileFile,
   'seal.json': sealFile,
   'audit.json': auditFile,
