@@ -1,18 +1,21 @@
 /**
  * hom3 and homN with real blinder and manager processes (SPEC.md §5.4): round trips for every
- * scheme, stolen state of every proper subset of locations (N = 3 and 4), a blinder that is down
+ * scheme, stolen state of every proper subset of locations (N = 3, 4 and 5 offline; N = 3 again as
+ * fresh processes started from the copies), a blinder that is down
  * or answers garbage, adding a blinder without touching data, the manager's relay checks, and bad
  * input to every blinder route.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, readFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Appliance, loadState } from '../src/appliance/appliance.ts';
 import { createJsonClient, type JsonClient } from '../src/appliance/client.ts';
-import { nodeAesGcm } from '../src/appliance/stream.ts';
+import { encryptStream, nodeAesGcm } from '../src/appliance/stream.ts';
 import { BlinderStore } from '../src/blinder/store.ts';
 import { fromB64u, toB64u } from '../src/core/bytes.ts';
 import { type BlindfoldError, isBlindfoldError } from '../src/core/errors.ts';
@@ -35,7 +38,10 @@ import {
   startBlinderProcess,
 } from './helpers/blinders.ts';
 import {
+  BIN,
   cleanup,
+  encodingsOf,
+  hasBytes,
   type ManagerProcess,
   newAppliance,
   newRootKey,
@@ -506,8 +512,12 @@ describe('blinders: hom3 and homN', () => {
     }
   });
 
+  // Set by the stolen-state test below and reused by the fresh-process one that follows it.
+  let loot: string | undefined;
+  let stolenFile: { path: string; plain: Uint8Array; kek: Uint8Array; dek: Uint8Array };
+
   test('stolen state: no proper subset of locations recovers an item key; all of them do', async () => {
-    // N = 3 (hom3: appliance, manager, b1) and N = 4 (homN: appliance, manager, b1, b2).
+    // N = 3 (hom3: appliance, manager, b1), N = 4 (homN: + b2) and N = 5 (homN: + b2, b3).
     await m.op.request('POST', '/v1/keyrings', {
       name: 'steal3',
       mode: 'hom3',
@@ -518,29 +528,43 @@ describe('blinders: hom3 and homN', () => {
       mode: 'homN',
       blinders: ids.slice(0, 2),
     });
-    await a.initKeyring('steal3');
-    await a.initKeyring('steal4');
-    const headers = { steal3: await newHeader(a, 'steal3'), steal4: await newHeader(a, 'steal4') };
+    await m.op.request('POST', '/v1/keyrings', {
+      name: 'steal5',
+      mode: 'homN',
+      blinders: ids.slice(0, 3),
+    });
+    for (const k of ['steal3', 'steal4', 'steal5']) await a.initKeyring(k);
+    const headers = {
+      steal4: await newHeader(a, 'steal4'),
+      steal5: await newHeader(a, 'steal5'),
+    } as Record<string, DecodedHeader>;
+    // A real file for hom3 (the fresh-process test decrypts it with `blindfold decrypt`).
+    const plain = new Uint8Array(randomBytes(3000));
+    const file = await newFile(a, 'steal3', join(dir, 'secret.bin.bf'), plain);
+    headers.steal3 = file.header;
+    stolenFile = { path: join(dir, 'secret.bin.bf'), plain, kek: file.kek, dek: file.dek };
     // Stop everything so that every store is complete on disk, then copy each location's state.
     for (const b of bs) await b.stop();
     await m.stop();
-    const loot = join(dir, 'loot');
+    loot = join(dir, 'loot');
     await cp(join(dir, 'manager'), join(loot, 'manager'), { recursive: true });
     await cp(join(dir, 'appliance'), join(loot, 'appliance'), { recursive: true });
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 3; i++) {
       await cp(bs[i]!.home, join(loot, `b${i + 1}`), { recursive: true });
     }
     const roots: Record<string, string> = {
       manager: mRoot,
       b1: bs[0]!.rootKey,
       b2: bs[1]!.rootKey,
+      b3: bs[2]!.rootKey,
     };
 
     for (const [keyring, locs] of [
       ['steal3', ['appliance', 'manager', 'b1']],
       ['steal4', ['appliance', 'manager', 'b1', 'b2']],
+      ['steal5', ['appliance', 'manager', 'b1', 'b2', 'b3']],
     ] as const) {
-      const h = headers[keyring];
+      const h = headers[keyring]!;
       const subsets = locs.map((_, skip) => locs.filter((__, i) => i !== skip));
       for (const have of subsets) {
         assert.equal(
@@ -556,7 +580,152 @@ describe('blinders: hom3 and homN', () => {
       );
     }
   });
+
+  test('stolen state in fresh processes (hom3): any 2 of 3 locations fail, all 3 decrypt', async () => {
+    // Each run copies the stolen directories again (store files, state files, pki, tokens) into a
+    // new directory, points the copies at each other (the new manager's URL; a thief controls
+    // their copies) and starts real processes from them under the stolen root keys. The missing
+    // location is not running: its URL (the manager's, or the blinder's as last announced) refuses.
+    assert.ok(loot, 'needs the stolen state of the previous test');
+    const roots = { manager: mRoot, b1: bs[0]!.rootKey };
+    const secrets = [stolenFile.kek, stolenFile.dek, stolenFile.plain];
+    const locs = ['appliance', 'manager', 'b1'] as const;
+    const runs = [...locs.map((_, skip) => locs.filter((__, i) => i !== skip)), [...locs]];
+    let n = 0;
+    for (const have of runs) {
+      const all = have.length === locs.length;
+      const run = join(dir, `thief-${n++}`);
+      const procs: { stop(): Promise<unknown> }[] = [];
+      const logs: (() => string)[] = [];
+      try {
+        for (const l of have) await cp(join(loot, l), join(run, l), { recursive: true });
+        let managerUrl = 'https://127.0.0.1:1'; // refused: no manager at this location
+        if (have.includes('manager')) {
+          const mm = await startManagerProcess({
+            home: join(run, 'manager'),
+            rootKey: roots.manager,
+          });
+          procs.push(mm);
+          managerUrl = mm.url;
+          logs.push(mm.stderr);
+        }
+        if (have.includes('b1')) {
+          await repoint(join(run, 'b1', 'blinder.json'), managerUrl);
+          const start = startBlinderProcess({
+            home: join(run, 'b1'),
+            id: ids[0]!,
+            rootKey: roots.b1,
+          });
+          if (have.includes('manager')) {
+            const b = await start;
+            procs.push(b);
+            logs.push(b.stderr);
+          } else {
+            // Without a manager the blinder cannot even start: it must announce itself first.
+            await assert.rejects(start, /blinder exited|unavailable|ECONNREFUSED/i);
+          }
+        }
+        if (have.includes('appliance')) {
+          await repoint(join(run, 'appliance', 'appliance.json'), managerUrl);
+          const app = await startApplianceProcess(join(run, 'appliance'));
+          procs.push(app);
+          logs.push(app.stderr);
+        }
+        const out = join(run, 'secret.bin');
+        const r = await runCli(['decrypt', stolenFile.path, '-o', out, '--home', run]);
+        if (all) {
+          assert.equal(r.code, 0, r.stderr);
+          assert.deepEqual(new Uint8Array(await readFile(out)), stolenFile.plain);
+          continue;
+        }
+        const what = have.join('+');
+        assert.notEqual(r.code, 0, `${what} must not decrypt`);
+        // A clear error: a stable code and which location could not be reached / what is missing.
+        assert.match(
+          r.stderr,
+          have.includes('appliance')
+            ? /ERR_UNAVAILABLE|ERR_CRYPTO|unavailable|cannot reach/i
+            : /no running appliance/,
+          `${what}: ${r.stderr}`,
+        );
+        await assert.rejects(readFile(out), { code: 'ENOENT' }, `${what} wrote an output`);
+        const text = Buffer.from([r.stdout, r.stderr, ...logs.map((l) => l())].join('\n'));
+        for (const s of secrets) {
+          for (const enc of encodingsOf(s)) {
+            assert.equal(hasBytes(text, enc), false, `${what}: key or plaintext bytes in output`);
+          }
+        }
+      } finally {
+        for (const p of procs.reverse()) await p.stop();
+      }
+    }
+  });
 });
+
+/** Encrypts `plain` into a real Blindfold file at `path` for a new item of `keyring`. */
+async function newFile(a: Appliance, keyring: string, path: string, plain: Uint8Array) {
+  const item = await a.newItem(keyring);
+  const { dek, fileNonce } = freshFileSecrets();
+  const header = sealHeader(nodeAesGcm, { ...item.fields, fileNonce }, item.kek, dek);
+  await encryptStream([plain], createWriteStream(path), { header, dek, fileNonce });
+  return { header: decodeHeader(header), kek: item.kek, dek };
+}
+
+/** Points a copied state file (appliance.json, blinder.json) at the copied manager's URL. */
+async function repoint(stateFile: string, managerUrl: string): Promise<void> {
+  const s = JSON.parse(await readFile(stateFile, 'utf8')) as { managerUrl: string };
+  s.managerUrl = managerUrl;
+  await writeFile(stateFile, JSON.stringify(s));
+}
+
+interface ApplianceProcess {
+  stderr: () => string;
+  stop(): Promise<unknown>;
+}
+
+/** Starts `blindfold appliance run` on a (copied) appliance home; waits for its local API. */
+async function startApplianceProcess(home: string): Promise<ApplianceProcess> {
+  const proc = spawn(process.execPath, [BIN, 'appliance', 'run', '--home', home, '--port', '0'], {
+    env: { ...process.env, BLINDFOLD_LOG: 'warn', BLINDFOLD_CLUSTER_POLL_MS: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  proc.stdout!.resume();
+  const exited = new Promise((r) => proc.once('exit', r));
+  const stop = async () => {
+    if (proc.exitCode === null) proc.kill('SIGTERM');
+    return exited;
+  };
+  for (let i = 0; i < 400 && proc.exitCode === null; i++) {
+    if (/local API on/.test(err)) return { stderr: () => err, stop };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await stop();
+  throw new Error(`appliance did not start: ${err}`);
+}
+
+/** Runs the `blindfold` CLI to completion (30 s at most). */
+async function runCli(args: string[]) {
+  const proc = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, BLINDFOLD_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 30000);
+  const code = await new Promise<number | null>((r) => proc.once('exit', r));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
 
 /** Retries an assertion for a few seconds (caches of chains expire within 2 s). */
 async function eventually(f: () => Promise<unknown>, ms = 6000): Promise<void> {
@@ -646,7 +815,7 @@ async function attack(
     const c = state.keyrings[keyring]!.concealments[0]!;
     x = scheme.decrypt(guessSk, scheme.decodeCiphertext(pk, fromB64u(c.concealed)));
   }
-  for (const b of ['b1', 'b2']) {
+  for (const b of ['b1', 'b2', 'b3']) {
     if (!have.includes(b)) continue;
     const store = new BlinderStore(join(loot, b, 'blinder.db'));
     const rec = await store.getValue(applianceId, keyring, 1, 1);
