@@ -600,8 +600,9 @@ describe('blinders: hom3 and homN', () => {
       try {
         for (const l of have) await cp(join(loot, l), join(run, l), { recursive: true });
         let managerUrl = 'https://127.0.0.1:1'; // refused: no manager at this location
+        let mm: ManagerProcess | undefined;
         if (have.includes('manager')) {
-          const mm = await startManagerProcess({
+          mm = await startManagerProcess({
             home: join(run, 'manager'),
             rootKey: roots.manager,
           });
@@ -649,7 +650,27 @@ describe('blinders: hom3 and homN', () => {
           `${what}: ${r.stderr}`,
         );
         await assert.rejects(readFile(out), { code: 'ENOENT' }, `${what} wrote an output`);
-        const text = Buffer.from([r.stdout, r.stderr, ...logs.map((l) => l())].join('\n'));
+        const outputs = [r.stdout, r.stderr];
+        if (mm) {
+          // Without the appliance, the thief's best use of the stolen operator token: enroll an
+          // appliance of their own. The keyring's master exists, and only a member appliance can
+          // vouch for a transfer of it (SPEC.md §5.7), so the new appliance cannot open the file.
+          const own = await newAppliance(mm, join(run, 'appliance'), 'thief');
+          try {
+            await rejectsWith(own.initKeyring('steal3'), 'ERR_CONFLICT', /already has a master/);
+          } finally {
+            own.close();
+          }
+          const app = await startApplianceProcess(join(run, 'appliance'));
+          procs.push(app);
+          logs.push(app.stderr);
+          const r2 = await runCli(['decrypt', stolenFile.path, '-o', out, '--home', run]);
+          assert.notEqual(r2.code, 0, `${what} + an enrolled appliance must not decrypt`);
+          assert.match(r2.stderr, /error \[ERR_[A-Z_]+\]/, r2.stderr);
+          await assert.rejects(readFile(out), { code: 'ENOENT' });
+          outputs.push(r2.stdout, r2.stderr);
+        }
+        const text = Buffer.from([...outputs, ...logs.map((l) => l())].join('\n'));
         for (const s of secrets) {
           for (const enc of encodingsOf(s)) {
             assert.equal(hasBytes(text, enc), false, `${what}: key or plaintext bytes in output`);
