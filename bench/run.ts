@@ -899,7 +899,8 @@ async function main(): Promise<void> {
     const enc = join(fdir, 'plain.bin.bf');
     const dec = join(fdir, 'plain.out');
     await writeRandomFile(plain, size);
-    const chunkPool = await createChunkPool(cores);
+    // The pool the CLI and the appliance use (chunks.ts defaultWorkers: cores − 1, at least 1).
+    const chunkPool = await createChunkPool();
     closers.push(() => chunkPool.close());
     const aesSeal1 = rawAes('seal', CFG.aesMs);
     const aesSealN = await parallelJob('aes-seal', cores, CFG.aesMs);

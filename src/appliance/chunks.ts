@@ -54,9 +54,11 @@ const { chunk: C, tag: T, gcBytes } = workerData;
 const S = C + T;
 const keys = new Map();
 // node:crypto returns a fresh buffer for every chunk; V8 frees such external memory only once it
-// has grown by tens of MB per isolate, and then glibc keeps it. A full collection of this tiny
-// isolate costs about a millisecond, so the worker runs one every gcBytes bytes: its garbage
-// stays under gcBytes instead of ~64 MB (issue #9, peak memory).
+// has grown by tens of MB per isolate, and then glibc keeps it. So the worker runs a collection
+// every gcBytes bytes: its garbage stays under gcBytes instead of ~64 MB (issue #9, peak memory).
+// A minor one (scavenge) suffices, as the buffers die young: measured on 2 cores (docs/
+// PERFORMANCE.md, "Parallel file path") it keeps the same peak RSS as a full gc() at about half
+// the extra CPU (a full collection per 8 MiB made the parallel path cost ~1 CPU s per GB more).
 let collect;
 if (gcBytes > 0) {
   collect = globalThis.gc;
@@ -104,7 +106,7 @@ parentPort.on('message', (m) => {
     if (ok) parentPort.postMessage({ id: m.id, out, data }, [out.buffer, data.buffer]);
     else parentPort.postMessage({ id: m.id, failed: true, data, out }, [data.buffer, out.buffer]);
   }
-  if (collect && since >= gcBytes) { since = 0; collect(); }
+  if (collect && since >= gcBytes) { since = 0; collect({ type: 'minor' }); }
 });
 parentPort.postMessage({ ready: true });
 `;
@@ -161,7 +163,17 @@ export interface ChunkPool {
 
 let nextStream = 0;
 
-export async function createChunkPool(workers = os.availableParallelism()): Promise<ChunkPool> {
+/**
+ * Workers per pool: one core is left to the calling thread, which reads, frames, copies segments
+ * and writes (for a file that is about as much CPU as the sealing). Measured on 2 cores (docs/
+ * PERFORMANCE.md, "Parallel file path"): one worker costs ~1.4 CPU s per GB against ~2.5 for two,
+ * runs faster, and peaks ~20 MB lower (one isolate and a window of 2 segments, not 4).
+ */
+export function defaultWorkers(cores = os.availableParallelism()): number {
+  return Math.max(1, cores - 1);
+}
+
+export async function createChunkPool(workers = defaultWorkers()): Promise<ChunkPool> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'workers must be an integer from 1 to 256');
   }
@@ -252,7 +264,7 @@ export async function createChunkPool(workers = os.availableParallelism()): Prom
 
 let shared: Promise<ChunkPool> | undefined;
 
-/** One pool per process, one worker per core, started at first use (idle workers are unref'd). */
+/** One pool per process, defaultWorkers() workers, started at first use (idle workers are unref'd). */
 export function sharedChunkPool(): Promise<ChunkPool> {
   shared ??= createChunkPool();
   return shared;
