@@ -160,6 +160,16 @@ export const homMode = {
     const secret = s.unblind(pk, blind, answer);
     return s.secretBytes(pk, secret);
   },
+
+  /** `finish` with an unblinder made once for a reused blind (hom2-opt's β_A; scheme.unblinder). */
+  finishWith<PK, PT>(
+    s: HomomorphicScheme<PK, unknown, unknown, PT>,
+    pk: PK,
+    unblind: (y: PT) => PT,
+    answer: PT,
+  ): Uint8Array {
+    return s.secretBytes(pk, unblind(answer));
+  },
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -120,6 +120,12 @@ export interface HomomorphicScheme<PK = any, SK = any, CT = any, PT = any, SH = 
   blind(pk: PK, c: CT, rng?: Rng): BlindResult<CT, BL>;
   /** Undo `blind` on a plaintext that went through `applyShare`. */
   unblind(pk: PK, b: BL, y: PT): PT;
+  /**
+   * Optional: `unblind` for a blind that is used many times (hom2-opt's β_A, SPEC.md §5.3), with
+   * the work that depends on the blind alone (an inversion) done once. The function returns
+   * exactly `unblind(pk, b, y)`; it holds secret state as long as it is referenced.
+   */
+  unblinder?(pk: PK, b: BL): (y: PT) => PT;
   wipeBlind(b: BL): void;
 
   encodePublicKey(pk: PK): Uint8Array;
