@@ -10,6 +10,7 @@ import { equalBytes, toHex, utf8 } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import {
+  auditEntrySchema,
   b64u,
   errorResponses,
   installErrorHandling,
@@ -150,24 +151,6 @@ export async function buildBlinderServer(o: BlinderServerOptions): Promise<Fasti
     async (request) => o.blinder.forward(peerOf(request), request.body),
   );
 
-  const auditOut = {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      seq: { type: 'integer' },
-      ts: { type: 'integer' },
-      actor: { type: 'string' },
-      action: { type: 'string' },
-      keyring: { type: ['string', 'null'] },
-      item: { type: ['string', 'null'] },
-      keyVersion: { type: ['integer', 'null'] },
-      outcome: { type: 'string' },
-      code: { type: ['string', 'null'] },
-      requestId: { type: ['string', 'null'] },
-      prevHash: { type: 'string' },
-      hash: { type: 'string' },
-    },
-  } as const;
   app.get<{ Querystring: { afterSeq?: string; limit?: string } }>(
     '/v1/audit',
     {
@@ -184,7 +167,7 @@ export async function buildBlinderServer(o: BlinderServerOptions): Promise<Fasti
           200: {
             type: 'object',
             additionalProperties: false,
-            properties: { entries: { type: 'array', items: auditOut } },
+            properties: { entries: { type: 'array', items: auditEntrySchema } },
           },
           ...errorResponses,
         },

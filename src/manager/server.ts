@@ -21,6 +21,7 @@ import { registerKmsManagerRoutes } from '../kms/manager-routes.ts';
 import type { KmsService } from '../kms/service.ts';
 import {
   applianceRecordProperties,
+  auditEntrySchema,
   b64u,
   errorResponses,
   installErrorHandling,
@@ -596,24 +597,6 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   if (opts.kms) registerKmsManagerRoutes(app, { kms: opts.kms, operator, appliance });
 
   // -- operator: audit -------------------------------------------------------------------------
-  const auditOut = {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      seq: { type: 'integer' },
-      ts: { type: 'integer' },
-      actor: { type: 'string' },
-      action: { type: 'string' },
-      keyring: { type: ['string', 'null'] },
-      item: { type: ['string', 'null'] },
-      keyVersion: { type: ['integer', 'null'] },
-      outcome: { type: 'string' },
-      code: { type: ['string', 'null'] },
-      requestId: { type: ['string', 'null'] },
-      prevHash: { type: 'string' },
-      hash: { type: 'string' },
-    },
-  } as const;
   app.get<{
     Querystring: {
       afterSeq?: string;
@@ -641,7 +624,7 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
           200: {
             type: 'object',
             additionalProperties: false,
-            properties: { entries: { type: 'array', items: auditOut } },
+            properties: { entries: { type: 'array', items: auditEntrySchema } },
           },
           ...errorResponses,
         },

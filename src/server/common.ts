@@ -82,6 +82,26 @@ export const applianceRecordProperties = {
   revokedAt: { type: ['integer', 'null'] },
 } as const;
 
+/** One audit entry as a route returns it (SPEC.md §8): the manager's and a blinder's log alike. */
+export const auditEntrySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    seq: { type: 'integer' },
+    ts: { type: 'integer' },
+    actor: { type: 'string' },
+    action: { type: 'string' },
+    keyring: { type: ['string', 'null'] },
+    item: { type: ['string', 'null'] },
+    keyVersion: { type: ['integer', 'null'] },
+    outcome: { type: 'string' },
+    code: { type: ['string', 'null'] },
+    requestId: { type: ['string', 'null'] },
+    prevHash: { type: 'string' },
+    hash: { type: 'string' },
+  },
+} as const;
+
 export const keyringName = { type: 'string', pattern: '^[a-z0-9._-]{1,64}$' } as const;
 export const version = { type: 'integer', minimum: 1, maximum: 0xffffffff } as const;
 
