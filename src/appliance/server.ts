@@ -8,10 +8,9 @@ import { PassThrough, Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { registerLocalClusterRoutes } from '../cluster/local-routes.ts';
 import type { ClusterMember } from '../cluster/member.ts';
-import { equalBytes, fromB64u, toB64u, utf8, zeroize } from '../core/bytes.ts';
+import { fromB64u, toB64u, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { decodeHeader, freshFileSecrets } from '../core/format.ts';
-import { sha256 } from '../core/hash.ts';
 import { registerKmsApi } from '../kms/api.ts';
 import {
   b64u,
@@ -20,6 +19,7 @@ import {
   installMetrics,
   keyringName,
   Metrics,
+  requireBearer,
 } from '../server/common.ts';
 import type { Appliance } from './appliance.ts';
 import { parallelFor } from './chunks.ts';
@@ -55,14 +55,11 @@ export async function buildLocalServer(o: LocalServerOptions): Promise<FastifyIn
   );
 
   const auth = (request: FastifyRequest) => {
-    const h = request.headers.authorization;
-    const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
-    if (!token || !equalBytes(sha256(utf8(token)), o.tokenHash)) {
-      throw new BlindfoldError(
-        'ERR_UNAUTHENTICATED',
-        'send Authorization: Bearer <token from the appliance local-api.token file>',
-      );
-    }
+    requireBearer(
+      request,
+      o.tokenHash,
+      'send Authorization: Bearer <token from the appliance local-api.token file>',
+    );
   };
 
   app.get('/health', async () => ({ status: 'ok' }));

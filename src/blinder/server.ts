@@ -6,7 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { equalBytes, toHex, utf8 } from '../core/bytes.ts';
+import { toHex } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import {
@@ -17,6 +17,7 @@ import {
   installMetrics,
   keyringName,
   Metrics,
+  requireBearer,
   version,
 } from '../server/common.ts';
 import type { Blinder, Peer, SetupInput } from './blinder.ts';
@@ -174,14 +175,11 @@ export async function buildBlinderServer(o: BlinderServerOptions): Promise<Fasti
       },
     },
     async (request) => {
-      const h = request.headers.authorization;
-      const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
-      if (!token || !equalBytes(sha256(utf8(token)), o.operatorTokenHash)) {
-        throw new BlindfoldError(
-          'ERR_UNAUTHENTICATED',
-          'operator authentication required: send Authorization: Bearer <blinder operator token>',
-        );
-      }
+      requireBearer(
+        request,
+        o.operatorTokenHash,
+        'operator authentication required: send Authorization: Bearer <blinder operator token>',
+      );
       const limit = request.query.limit === undefined ? 1000 : Number(request.query.limit);
       if (limit < 1 || limit > 10000) {
         throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'limit must be between 1 and 10000');

@@ -20,7 +20,7 @@ import {
   MAX_BLOB_BYTES,
   MAX_ENCRYPT_BYTES,
 } from '../core/kms.ts';
-import { errorSchema, STATUS } from '../server/common.ts';
+import { bearerToken, errorSchema, STATUS } from '../server/common.ts';
 import { KmsDataPlane } from './dataplane.ts';
 import { renderReference } from './docs.ts';
 
@@ -381,8 +381,7 @@ export interface KmsApiOptions {
 }
 
 function bearer(request: FastifyRequest): string {
-  const h = request.headers.authorization;
-  const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
+  const token = bearerToken(request);
   if (!token.startsWith('bf-app-') || token.length > 128) {
     throw new BlindfoldError(
       'ERR_UNAUTHENTICATED',

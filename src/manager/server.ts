@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { registerClusterRoutes } from '../cluster/routes.ts';
 import { registerConsole } from '../console/serve.ts';
-import { equalBytes, fromB64u, toB64u, toHex, utf8 } from '../core/bytes.ts';
+import { fromB64u, toB64u, toHex } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { sha256 } from '../core/hash.ts';
 import { registerKmsManagerRoutes } from '../kms/manager-routes.ts';
@@ -28,6 +28,7 @@ import {
   installMetrics,
   keyringName,
   Metrics,
+  requireBearer,
   version,
 } from '../server/common.ts';
 import { MetricsHistory } from '../server/history.ts';
@@ -106,14 +107,11 @@ export async function buildManagerServer(opts: ManagerServerOptions): Promise<Fa
   const lastSeen = new Map<string, number>();
 
   const operator = async (request: FastifyRequest) => {
-    const h = request.headers.authorization;
-    const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
-    if (!token || !equalBytes(sha256(utf8(token)), opts.operatorTokenHash)) {
-      throw new BlindfoldError(
-        'ERR_UNAUTHENTICATED',
-        'operator authentication required: send Authorization: Bearer <operator token>',
-      );
-    }
+    requireBearer(
+      request,
+      opts.operatorTokenHash,
+      'operator authentication required: send Authorization: Bearer <operator token>',
+    );
     return 'operator';
   };
 

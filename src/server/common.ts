@@ -4,7 +4,9 @@
  * and schema helpers. Used by the manager, the appliance's local API and the blinder.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { equalBytes, utf8 } from '../core/bytes.ts';
 import { BlindfoldError, type ErrorCode } from '../core/errors.ts';
+import { sha256 } from '../core/hash.ts';
 
 export const STATUS: Record<ErrorCode, number> = {
   ERR_DECODE: 400,
@@ -81,6 +83,24 @@ export const applianceRecordProperties = {
   createdAt: { type: 'integer' },
   revokedAt: { type: ['integer', 'null'] },
 } as const;
+
+/** The token of an `Authorization: Bearer <token>` header, or '' when there is none. */
+export function bearerToken(request: FastifyRequest): string {
+  const h = request.headers.authorization;
+  return typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '';
+}
+
+/**
+ * Checks a bearer token against the SHA-256 of the expected one (SPEC.md §7.1, §7.2): hashing
+ * first makes the comparison constant-time in the secret and length-independent. `hint` says
+ * which token to send; it never echoes what was sent.
+ */
+export function requireBearer(request: FastifyRequest, tokenHash: Uint8Array, hint: string): void {
+  const token = bearerToken(request);
+  if (!token || !equalBytes(sha256(utf8(token)), tokenHash)) {
+    throw new BlindfoldError('ERR_UNAUTHENTICATED', hint);
+  }
+}
 
 /** One audit entry as a route returns it (SPEC.md §8): the manager's and a blinder's log alike. */
 export const auditEntrySchema = {
