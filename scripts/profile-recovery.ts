@@ -49,7 +49,11 @@ const appliance = await newAppliance(manager, adir, 'bench');
 const batched = new Appliance({
   dir: adir,
   state: appliance.state,
-  batch: { maxItems: 64, maxDelayMs: 2, maxInFlight: 2 },
+  batch: {
+    maxItems: 64,
+    maxDelayMs: Number(process.env.BATCH_DELAY ?? 2),
+    maxInFlight: Number(process.env.BATCH_INFLIGHT ?? 2),
+  },
 });
 const single = new Appliance({ dir: adir, state: appliance.state, batch: false });
 try {
@@ -88,14 +92,27 @@ try {
       const c0 = selfMs();
       const m0 = procCpuMs(pid);
       const t0 = performance.now();
+      // Coalescer occupancy, sampled every ms: how many batches are in flight, items per batch.
+      const rec = (
+        a as unknown as { recoverer?: { stats(): { inFlight: number; batches: number } } }
+      ).recoverer;
+      const b0 = rec?.stats().batches ?? 0;
+      const occ = [0, 0, 0, 0];
+      const sampler = setInterval(() => {
+        const f = rec?.stats().inFlight ?? 0;
+        occ[Math.min(f, 3)]!++;
+      }, 1);
       const n = await run(secs * 1000);
+      clearInterval(sampler);
       const wall = performance.now() - t0;
+      const nb = (rec?.stats().batches ?? b0) - b0;
       const bench = selfMs() - c0;
       const mgr = procCpuMs(pid) - m0;
       console.log(
         `${mode.padEnd(9)} ${path.padEnd(9)} ${((n / wall) * 1000).toFixed(0).padStart(6)} rec/s  ` +
           `cpu/rec ${((bench + mgr) / n).toFixed(3)} ms (mgr ${(mgr / n).toFixed(3)}, ` +
-          `appliance+loop ${(bench / n).toFixed(3)})`,
+          `appliance+loop ${(bench / n).toFixed(3)})` +
+          (rec ? `  items/batch ${(n / nb).toFixed(1)}  in flight 0/1/2/3+: ${occ.join('/')}` : ''),
       );
     }
   }

@@ -105,6 +105,47 @@ describe('coalescer', () => {
     assert.deepEqual(sizes, [4, 4, 4]);
   });
 
+  test('a closed group of callers travels as maxInFlight batches, so both sides work at once', async () => {
+    // 8 callers, each sending its next item as soon as its answer comes (the benchmark's loop):
+    // one batch of 8 forever would leave the sender idle while the other side works and the
+    // other way round; split once, the two halves stay apart (docs/PERFORMANCE.md "perf5").
+    const sizes: number[] = [];
+    let inFlight = 0;
+    let most = 0;
+    const c = createCoalescer<number, number>(
+      async (items) => {
+        sizes.push(items.length);
+        most = Math.max(most, ++inFlight);
+        await sleep(2);
+        inFlight--;
+        return items.map((i) => ({ ok: i }));
+      },
+      { maxItems: 64, maxDelayMs: 50, maxInFlight: 2 },
+    );
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        for (let r = 0; r < 20; r++) assert.equal(await c.submit(k * 100 + r), k * 100 + r);
+      }),
+    );
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      160,
+    );
+    assert.deepEqual([...new Set(sizes)], [4], `batch sizes ${sizes.join(',')}`);
+    assert.equal(most, 2);
+    // With one batch in flight allowed, the group stays whole.
+    const one: number[] = [];
+    const c1 = createCoalescer<number, number>(
+      async (items) => {
+        one.push(items.length);
+        return items.map((i) => ({ ok: i }));
+      },
+      { maxInFlight: 1 },
+    );
+    await Promise.all(Array.from({ length: 8 }, (_, i) => c1.submit(i)));
+    assert.deepEqual(one, [8]);
+  });
+
   test('per-item errors stay per item, with their code', async () => {
     const c = createCoalescer<number, number>(async (items) =>
       items.map(
