@@ -621,7 +621,7 @@ async function main(): Promise<void> {
 
   // 2. Recoveries --------------------------------------------------------------------------------
   console.log(
-    `[2] blinded recoveries (openItem), real manager process (${cores} group workers) over HTTPS+mTLS keep-alive, ${CFG.items} items round-robin, ${CFG.pointMs / 1000} s per point`,
+    `[2] blinded recoveries (openItem), real manager process (${Math.max(0, cores - 1)} group worker(s): cores − 1) over HTTPS+mTLS keep-alive, ${CFG.items} items round-robin, ${CFG.pointMs / 1000} s per point`,
   );
   console.log(
     `    the appliance (client) runs in this process: its blind/unblind work shares the ${cores} cores with the manager.`,

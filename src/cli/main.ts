@@ -67,7 +67,8 @@ In production, give the manager its root key from outside its data directory
                          [--workers N]
 
 --workers sets the worker threads that run the group operations of recoveries and item
-creations (default: one per core, none on a single core; 0 runs them on the main thread).
+creations (default: cores − 1, the main thread being busy with TLS, HTTP and the store; none on a
+single core; 0 runs them on the main thread).
 
 --hostname adds a DNS name or IP address to the server certificate (repeat it for several), for
 appliances that reach the manager by a name other than localhost.

@@ -33,10 +33,17 @@ interface Slot {
   scheduled: boolean;
 }
 
-/** The default: one worker per core, none on a single core (the main thread does them). */
+/**
+ * The default: one thread per core, the main thread counting as one, so cores − 1 workers (none
+ * on a single core: the main thread does the group operations itself). The main thread is busy
+ * too (TLS, HTTP, tickets, the store, the audit log: about half of a recovery's manager CPU), and
+ * a worker per core on top of it oversubscribed the cores: measured on 2 cores, 2 workers cost
+ * 0.1-0.2 ms more manager CPU per recovery than 1 or none, and were never faster
+ * (docs/PERFORMANCE.md "perf5"). The appliance's file path keeps cores − 1 workers for the
+ * same reason (src/appliance/chunks.ts).
+ */
 export function defaultWorkers(): number {
-  const n = os.availableParallelism();
-  return n > 1 ? n : 0;
+  return Math.max(0, os.availableParallelism() - 1);
 }
 
 export async function createGroupPool(workers = defaultWorkers()): Promise<GroupPool> {
