@@ -4,10 +4,23 @@
  * copies of a job's secrets are zeroed once the job is handed over.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
 import { toHex } from '../src/core/bytes.ts';
+import { chainMode } from '../src/core/chain.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
+import {
+  decodePoint,
+  encodePoint,
+  mul,
+  mulBase,
+  type Point,
+  randomScalar,
+  sub,
+} from '../src/core/group.ts';
+import { homMode, type ItemRef, shareSeed } from '../src/core/protocol.ts';
 import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
+import { nodeAnswer } from '../src/core/threshold.ts';
 import type { GroupJob } from '../src/manager/group-ops.ts';
 import { createGroupPool, type GroupPool } from '../src/manager/pool.ts';
 
@@ -110,4 +123,106 @@ test('the worker count is validated', async () => {
       (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_INVALID_ARGUMENT',
     );
   }
+});
+
+// Every answer the manager computes goes through the pool (issue #9): the chain answer of
+// hom3/homN, the threshold node answer and client-blinded (KMS) answers give, on a worker, exactly
+// what the core functions they stand for give on the calling thread (SPEC.md §5.4, §5.6, §5.8).
+describe('every mode on the pool', () => {
+  const s = ecElGamal;
+  const { publicKey, secretKey } = s.generateKeyPair();
+  const pk = s.encodePublicKey(publicKey);
+  const shareKey = randomBytes(32);
+  const ref: ItemRef = {
+    keyring: 'k',
+    itemId: randomBytes(16),
+    masterVersion: 1,
+    managerVersion: 2,
+    entropy: randomBytes(16),
+  };
+  const q = () => s.encodeShare(publicKey, s.shareFromSeed(publicKey, shareSeed(shareKey, ref)));
+  const ct = s.encrypt(publicKey, s.randomPlaintext(publicKey));
+
+  test('hom3/homN: the chain answer with aux (q·Dec(C) ‖ q·W)', async () => {
+    const w = s.randomPlaintext(publicKey);
+    const aux = s.encodePlaintext(publicKey, w);
+    const want = chainMode.answer(s, secretKey, publicKey, ct, aux, shareKey, ref);
+    for (const p of [pool, inline]) {
+      const got = await p.run({
+        op: 'hom2',
+        scheme: 'ec-elgamal',
+        pk,
+        sk: s.encodeSecretKey(secretKey),
+        blinded: s.encodeCiphertext(publicKey, ct),
+        q: q(),
+        aux,
+      });
+      assert.equal(toHex(got), toHex(want));
+    }
+  });
+
+  test('threshold: q·c2 ‖ (q·d_j)·c1, never a decryption', async () => {
+    const d = randomScalar();
+    const want = nodeAnswer(d, publicKey, shareKey, ref, ct);
+    for (const p of [pool, inline]) {
+      const sk = d.slice();
+      const got = await p.run({
+        op: 'threshold',
+        scheme: 'ec-elgamal',
+        pk,
+        sk,
+        blinded: s.encodeCiphertext(publicKey, ct),
+        q: q(),
+      });
+      assert.equal(toHex(got), toHex(want));
+      assert.ok(
+        sk.every((b) => b === 0),
+        'the key share is zeroed',
+      );
+    }
+    const bad = {
+      op: 'threshold' as const,
+      scheme: 'ec-elgamal',
+      pk,
+      sk: d.slice(),
+      blinded: new Uint8Array(64).fill(0xff),
+      q: q(),
+    };
+    await assert.rejects(
+      pool.run(bad),
+      (e: unknown) => e instanceof BlindfoldError && e.code === 'ERR_DECODE',
+    );
+  });
+
+  test('client-blinded: the answer leaves encrypted to U, and U’s key opens it to the plain answer', async () => {
+    const u = randomScalar();
+    const U = mulBase(u);
+    const x = s.randomPlaintext(publicKey);
+    const plainOpt = homMode.optAnswer(s, publicKey, x, shareKey, ref) as Point;
+    const plain2 = homMode.answer(s, secretKey, publicKey, ct, shareKey, ref) as Point;
+    const open = (a: Uint8Array) =>
+      toHex(encodePoint(sub(decodePoint(a.subarray(32)), mul(u, decodePoint(a.subarray(0, 32))))));
+    for (const p of [pool, inline]) {
+      const a = await p.run({
+        op: 'hom2-opt',
+        scheme: 'ec-elgamal',
+        pk,
+        x: s.encodePlaintext(publicKey, x),
+        q: q(),
+        client: encodePoint(U),
+      });
+      assert.equal(a.length, 64);
+      assert.equal(open(a), toHex(encodePoint(plainOpt)));
+      const b = await p.run({
+        op: 'hom2',
+        scheme: 'ec-elgamal',
+        pk,
+        sk: s.encodeSecretKey(secretKey),
+        blinded: s.encodeCiphertext(publicKey, ct),
+        q: q(),
+        client: encodePoint(U),
+      });
+      assert.equal(open(b), toHex(encodePoint(plain2)));
+    }
+  });
 });

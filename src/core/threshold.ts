@@ -139,12 +139,28 @@ export function nodeAnswer(
   const seed = shareSeed(shareKey, ref);
   const q = ecElGamal.shareFromSeed(publicKey, seed);
   zeroize(seed);
+  try {
+    return nodeAnswerWithShare(share, q, blinded);
+  } finally {
+    zeroize(q);
+  }
+}
+
+/**
+ * nodeAnswer with the item share q already derived (the manager derives it on its main thread and
+ * runs this on a worker, src/manager/group-ops.ts): q·c2' ‖ (q·d_j)·c1'.
+ */
+export function nodeAnswerWithShare(
+  share: Scalar,
+  q: Scalar,
+  blinded: { c1: Point; c2: Point },
+): Uint8Array {
   const qd = scalarMul(q, share);
-  const y = mul(q, blinded.c2);
-  const w = mul(qd, blinded.c1);
-  zeroize(q);
-  zeroize(qd);
-  return concat(encodePoint(y), encodePoint(w));
+  try {
+    return concat(encodePoint(mul(q, blinded.c2)), encodePoint(mul(qd, blinded.c1)));
+  } finally {
+    zeroize(qd);
+  }
 }
 
 export interface PartialAnswer {

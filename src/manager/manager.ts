@@ -12,11 +12,11 @@ import { createPublicKey, randomBytes, randomUUID, verify as verifySignature } f
 import type { AttestationVerifier } from '../cluster/credentials.ts';
 import { type EnrollInput as ClusterEnrollInput, ClusterService } from '../cluster/service.ts';
 import { concat, equalBytes, lp16, toHex, u32be, utf8 } from '../core/bytes.ts';
-import { chainMode, chainRequestStatement } from '../core/chain.ts';
+import { chainRequestStatement } from '../core/chain.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import type { Point, Scalar } from '../core/group.ts';
 import { sha256 } from '../core/hash.ts';
-import { decodeClientKey, encryptToClient } from '../core/kms.ts';
+import { decodeClientKey } from '../core/kms.ts';
 import { getSplitOperator, type SplitOperator } from '../core/operators.ts';
 import {
   homMode,
@@ -29,15 +29,10 @@ import {
   shareSeed,
   splitMode,
 } from '../core/protocol.ts';
-import type { EcCiphertext } from '../core/schemes/ec-elgamal.ts';
+import { ecElGamal } from '../core/schemes/ec-elgamal.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import type { HomomorphicScheme } from '../core/schemes/scheme.ts';
-import {
-  checkThresholdParams,
-  nodeAnswer,
-  type ThresholdParams,
-  verifyShare,
-} from '../core/threshold.ts';
+import { checkThresholdParams, type ThresholdParams, verifyShare } from '../core/threshold.ts';
 import { isKeyringId, issueTicket, verifyTicket } from '../core/ticket.ts';
 import { nodeGeneratePrime } from '../platform/node-primes.ts';
 import type { ApplianceRecord, BlinderRecord, KeyringRecord, Store } from '../store/types.ts';
@@ -1347,39 +1342,62 @@ export class Manager {
         );
       }
       if (blinded === undefined) throw bad('chain requests need the relayed ciphertext');
-      const ct = key.scheme.decodeCiphertext(key.pk, blinded);
-      this.groupOps++;
-      return chainMode.answer(key.scheme, key.sk, key.pk, ct, via.aux, keys.shareKey, ref);
-    }
-    if (via) throw bad(`mode ${key.mode} takes no relayed requests`);
-    if (key.mode === 'threshold') {
-      // SPEC.md §5.6: Y_j ‖ W_j = q_i·c2' ‖ (q_i·d_j)·c1'; this node never decrypts.
-      if (blinded === undefined) throw bad('threshold mode needs the blinded concealed master');
-      const ct = getScheme('ec-elgamal').decodeCiphertext(key.pk, blinded) as EcCiphertext;
-      this.groupOps++;
-      return nodeAnswer(key.share, key.pk, keys.shareKey, ref, ct);
-    }
-    if (key.mode === 'split') {
-      if (blinded !== undefined) throw bad('split mode takes no blinded value');
-      this.groupOps++;
-      return splitMode.answer(key.op, key.r, keys.shareKey, ref);
-    }
-    if (key.mode === 'hom2') {
-      if (blinded === undefined) throw bad('hom2 mode needs the blinded concealed master');
-      this.groupOps++;
-      if (U) {
-        // Client-blinded (KMS, SPEC.md §5.8): computed here, the answer re-encrypted to U.
-        const ct = key.scheme.decodeCiphertext(key.pk, blinded);
-        const y = homMode.answer(key.scheme, key.sk, key.pk, ct, keys.shareKey, ref);
-        return encryptToClient(y as Point, U);
+      // chainMode.answer, on the pool: ec-elgamal needs aux (W = σ·T), the others none.
+      const ec = key.scheme.id === 'ec-elgamal';
+      if (ec !== (via.aux !== undefined)) {
+        throw new BlindfoldError(
+          'ERR_INVALID_ARGUMENT',
+          ec ? 'ec-elgamal chain requests need aux (W = σ·T)' : 'this scheme takes no aux',
+        );
       }
-      return this.runJob(key, {
+      this.groupOps++;
+      return this.runJob({
         op: 'hom2',
         scheme: key.scheme.id,
         pk: key.publicKey,
         sk: key.skBytes.slice(),
         blinded,
         q: this.shareBytes(key, keys, ref),
+        ...(via.aux === undefined ? {} : { aux: via.aux }),
+      });
+    }
+    if (via) throw bad(`mode ${key.mode} takes no relayed requests`);
+    if (key.mode === 'threshold') {
+      // SPEC.md §5.6: Y_j ‖ W_j = q_i·c2' ‖ (q_i·d_j)·c1'; this node never decrypts.
+      if (blinded === undefined) throw bad('threshold mode needs the blinded concealed master');
+      this.groupOps++;
+      const seed = shareSeed(keys.shareKey, ref);
+      const q = ecElGamal.shareFromSeed(key.pk, seed);
+      seed.fill(0);
+      const qBytes = ecElGamal.encodeShare(key.pk, q);
+      q.fill(0);
+      return this.runJob({
+        op: 'threshold',
+        scheme: 'ec-elgamal',
+        pk: key.publicKey,
+        sk: key.share.slice(),
+        blinded,
+        q: qBytes,
+      });
+    }
+    if (key.mode === 'split') {
+      if (blinded !== undefined) throw bad('split mode takes no blinded value');
+      this.groupOps++;
+      return splitMode.answer(key.op, key.r, keys.shareKey, ref);
+    }
+    // Client-blinded (KMS, SPEC.md §5.8): the worker encrypts the answer to U before it leaves.
+    const client = U === undefined ? {} : { client: clientKey };
+    if (key.mode === 'hom2') {
+      if (blinded === undefined) throw bad('hom2 mode needs the blinded concealed master');
+      this.groupOps++;
+      return this.runJob({
+        op: 'hom2',
+        scheme: key.scheme.id,
+        pk: key.publicKey,
+        sk: key.skBytes.slice(),
+        blinded,
+        q: this.shareBytes(key, keys, ref),
+        ...client,
       });
     }
     if (blinded !== undefined) throw bad('hom2-opt mode takes no blinded value');
@@ -1390,20 +1408,17 @@ export class Manager {
       );
     }
     this.groupOps++;
-    if (U) {
-      const y = homMode.optAnswer(key.scheme, key.pk, key.x, keys.shareKey, ref);
-      return encryptToClient(y as Point, U);
-    }
-    return this.runJob(key, {
+    return this.runJob({
       op: 'hom2-opt',
       scheme: key.scheme.id,
       pk: key.publicKey,
       x: key.xBytes.slice(),
       q: this.shareBytes(key, keys, ref),
+      ...client,
     });
   }
 
-  private runJob(_key: ApplianceKey, job: GroupJob): Promise<Uint8Array> {
+  private runJob(job: GroupJob): Promise<Uint8Array> {
     return this.d.pool ? this.d.pool.run(job) : Promise.resolve(runGroupJob(job));
   }
 
