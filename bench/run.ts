@@ -419,6 +419,14 @@ interface LoadPoint {
   cpuEfficiency: number;
   cpuPerRecoveryMs: number;
   smultCpuUs: number;
+  /** Coalesced points: recoveries per batch request (src/appliance/coalesce.ts). */
+  itemsPerBatch?: number;
+}
+
+/** Batch requests an appliance's coalescer has sent so far (undefined: coalescing is off). */
+function batchesSent(a: Appliance): number | undefined {
+  return (a as unknown as { recoverer?: { stats(): { batches: number } } }).recoverer?.stats()
+    .batches;
 }
 
 async function makeItems(a: Appliance, keyring: string, n: number): Promise<Item[]> {
@@ -675,7 +683,9 @@ async function main(): Promise<void> {
         let last: Awaited<ReturnType<typeof probes.measure>> | undefined;
         for (const c of CFG.concurrencies) {
           const before = last ?? (await probes.measure(CFG.probeMs));
+          const b0 = batchesSent(a);
           const { latencies: _l, ...p } = await load(a, items, c, CFG.pointMs);
+          const b1 = batchesSent(a);
           const after = await probes.measure(CFG.probeMs);
           last = after;
           const limit = (before.rate + after.rate) / 2;
@@ -694,6 +704,9 @@ async function main(): Promise<void> {
             cpuEfficiency: (p.recoveries * k) / (cpuS * cpuRate),
             cpuPerRecoveryMs: (cpuS * 1000) / p.recoveries,
             smultCpuUs: 1e6 / cpuRate,
+            ...(b0 !== undefined && b1 !== undefined && b1 > b0
+              ? { itemsPerBatch: p.recoveries / (b1 - b0) }
+              : {}),
           };
           points.push(pt);
           const target = isBatched ? CFG.targets.batched : CFG.targets.single;
@@ -707,7 +720,7 @@ async function main(): Promise<void> {
             limitValue: limit,
             ratio: pt.rawRatio,
             target: c === 8 ? check(pt.rawRatio, '>=', target) : undefined,
-            note: `eff ${k > 0 ? fmt(pt.efficiency, 3) : 'n/a'}${checked ? ` [eff target ≥ ${target}: ${pt.efficiency >= target ? 'met' : 'NOT met'}]` : ''}  cpu-eff ${k > 0 ? fmt(pt.cpuEfficiency, 3) : 'n/a'} (${fmt(pt.cpuPerRecoveryMs, 2)} ms CPU/rec, ${fmt(pt.smultCpuUs)} µs/mult)  p50 ${fmt(p.p50ms, 2)} ms p99 ${fmt(p.p99ms, 2)} ms  cpu bench ${fmt(p.benchCpuPct)}% mgr ${fmt(p.managerCpuPct)}% others ${fmt(p.othersCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
+            note: `eff ${k > 0 ? fmt(pt.efficiency, 3) : 'n/a'}${checked ? ` [eff target ≥ ${target}: ${pt.efficiency >= target ? 'met' : 'NOT met'}]` : ''}  cpu-eff ${k > 0 ? fmt(pt.cpuEfficiency, 3) : 'n/a'} (${fmt(pt.cpuPerRecoveryMs, 2)} ms CPU/rec, ${fmt(pt.smultCpuUs)} µs/mult)  p50 ${fmt(p.p50ms, 2)} ms p99 ${fmt(p.p99ms, 2)} ms${pt.itemsPerBatch ? `  ${fmt(pt.itemsPerBatch, 1)} items/batch` : ''}  cpu bench ${fmt(p.benchCpuPct)}% mgr ${fmt(p.managerCpuPct)}% others ${fmt(p.othersCpuPct)}%${p.errors ? `  ERRORS ${p.errors}: ${p.firstError}` : ''}`,
           });
           if (k > 0) {
             rows.push({
