@@ -120,21 +120,26 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     await writeFile(f, data);
     const e = await run(['encrypt', f], statsEnv);
     assert.equal(e.code, 0, e.stderr);
-    const em = /stream-stats encrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+)/.exec(
-      e.stderr,
-    );
+    const em =
+      /stream-stats encrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+)/.exec(
+        e.stderr,
+      );
     assert.ok(em, `encrypt did not take the parallel path: ${e.stderr}`);
     assert.ok(Number(em[1]) >= 1);
-    // Every segment followed by more bytes is sealed by a worker; the final chunk on the main thread.
+    // Every segment followed by more bytes is sealed in parallel: by a worker, or by the main
+    // thread while the workers have enough in flight; the final chunk on the main thread.
     assert.equal(Number(em[2]), 9);
     assert.equal(Number(em[3]), 9 * (1 << 20));
+    assert.ok(Number(em[2]) - Number(em[4]) >= 1, 'no segment went to a worker');
     const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], statsEnv);
     assert.equal(d.code, 0, d.stderr);
-    const dm = /stream-stats decrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+)/.exec(
-      d.stderr,
-    );
+    const dm =
+      /stream-stats decrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+)/.exec(
+        d.stderr,
+      );
     assert.ok(dm, `decrypt did not take the parallel path: ${d.stderr}`);
     assert.equal(Number(dm[2]), 9);
+    assert.ok(Number(dm[2]) - Number(dm[4]) >= 1, 'no segment went to a worker');
     assert.equal(Number(dm[3]), 9 * 16 * ((1 << 16) + 16));
     assert.ok(equalBytes(await readFile(`${f}.out`), data), 'round trip differs');
     // Below 8 MiB the serial path is the faster one, and is taken.

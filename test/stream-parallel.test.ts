@@ -165,6 +165,56 @@ describe('parallel streams', () => {
     );
   });
 
+  test('the calling thread seals and opens segments too when the workers are busy: same bytes, same checks', async () => {
+    // One worker (window 2): from the third full segment on, the calling thread takes segments
+    // itself (issue #9: every core runs AES), in order with the worker's.
+    const one = await createChunkPool(1);
+    try {
+      const plain = randomBytes(8 * SEG + 5);
+      const s = secrets();
+      const serial = await enc(plain, s, false);
+      const before = one.stats();
+      const sink = new Sink();
+      await encryptStream(pieces(plain, 300_000, 7), sink, { ...s, parallel: one });
+      const mid = one.stats();
+      assert.ok(sink.bytes.equals(serial), 'mixed parallel output differs from serial');
+      assert.equal(mid.segments - before.segments, 8);
+      assert.ok(mid.local - before.local >= 1, 'the calling thread sealed no segment');
+      assert.ok(mid.segments - mid.local - (before.segments - before.local) >= 1);
+      const open = async (file: Uint8Array) => {
+        const out = new Sink();
+        try {
+          const { header, payload } = await readHeader(pieces(file, 250_000, 9));
+          await decryptStream(payload, out, {
+            dek: unwrapDek(header, kek),
+            fileNonce: header.fields.fileNonce,
+            parallel: one,
+          });
+          return { out: out.bytes };
+        } catch (error) {
+          return { out: out.bytes, error };
+        }
+      };
+      const ok = await open(serial);
+      assert.equal(ok.error, undefined);
+      assert.ok(ok.out.equals(plain));
+      assert.ok(one.stats().local - mid.local >= 1, 'the calling thread opened no segment');
+      // A flipped bit in every segment, worker's or the calling thread's: ERR_DECRYPT, and only
+      // verified plaintext before the bad chunk was written.
+      for (let seg = 0; seg < 8; seg++) {
+        const bad = seg * 16 + 7;
+        const t = Buffer.from(serial);
+        t[s.header.length + bad * SEALED_CHUNK_SIZE + 50]! ^= 1;
+        const { out, error } = await open(t);
+        assert.equal(code(error), 'ERR_DECRYPT', `chunk ${bad}`);
+        assert.ok(out.length % CHUNK_SIZE === 0 && out.length <= bad * CHUNK_SIZE);
+        assert.ok(out.equals(plain.subarray(0, out.length)));
+      }
+    } finally {
+      await one.close();
+    }
+  });
+
   test('tampering, reordering and truncation are detected; nothing unverified is written', async () => {
     const plain = randomBytes(4 * SEG + 3 * CHUNK_SIZE + 99);
     const s = secrets();

@@ -147,14 +147,20 @@ export interface ChunkSession {
     count: number,
     out?: Uint8Array,
   ): Promise<ChunkReply>;
+  /** The calling thread sealed or opened a segment of `bytes` input bytes itself (stats only). */
+  local(bytes: number): void;
   /** The workers forget the stream's key. */
   end(): void;
 }
 
 export interface ChunkPool {
   readonly size: number;
-  /** Segments the workers have sealed or opened so far, and their input bytes (a debug metric). */
-  stats(): { workers: number; segments: number; bytes: number };
+  /**
+   * Segments sealed or opened in parallel so far (by the workers or by a calling thread while
+   * the workers were busy), their input bytes, and how many of them the calling threads did
+   * (`local`): a debug metric.
+   */
+  stats(): { workers: number; segments: number; bytes: number; local: number };
   /** Segments in flight per stream that keep every worker busy. */
   readonly window: number;
   session(payloadKey: Uint8Array): ChunkSession;
@@ -211,10 +217,11 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
   let rr = 0;
   let doneSegments = 0;
   let doneBytes = 0;
+  let localSegments = 0;
   const post = (w: Worker, m: unknown, transfer: ArrayBuffer[]) => w.postMessage(m, transfer);
   return {
     size: workers,
-    stats: () => ({ workers, segments: doneSegments, bytes: doneBytes }),
+    stats: () => ({ workers, segments: doneSegments, bytes: doneBytes, local: localSegments }),
     window: Math.max(2, 2 * workers),
     session(payloadKey: Uint8Array): ChunkSession {
       const stream = nextStream++;
@@ -249,6 +256,11 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
             slot.pending.set(id, { resolve, reject });
             post(slot.worker, job, transfer);
           });
+        },
+        local(bytes) {
+          localSegments++;
+          doneSegments++;
+          doneBytes += bytes;
         },
         end() {
           key.fill(0);

@@ -4,7 +4,8 @@
  *
  * Memory is constant: the encryptor gathers its input into one reused 64 KiB buffer and the
  * decryptor into one reused 64 KiB + 16 buffer (a whole chunk that lies inside one input piece is
- * processed in place, without the copy); output leaves in ~1 MiB writes (see Batch). A file of any
+ * processed in place, without the copy); output is copied into ~1 MiB buffers, written whole and
+ * recycled where the destination allows (see OutRing). A file of any
  * size goes through them. Backpressure comes from stream.pipeline: the generator that seals chunks
  * is suspended while the destination is full. A chunk is sealed as non-final only once a byte
  * after it has arrived, so the last flag is always right, whatever the input's piece sizes.
@@ -15,9 +16,9 @@
  * file must write through util/atomic.ts and abort() on error — the temporary file, with those
  * verified chunks, is then deleted and the destination path never sees a partial file.
  *
- * node:crypto allocates a new Buffer for every `update()` (its output) and every tag; that, not
- * the cipher, is what bounds throughput (DESIGN.md §5). The chunk buffers and the nonce buffer are
- * reused; the key is turned into a KeyObject once per stream.
+ * node:crypto allocates a new Buffer for every `update()` (its output) and every tag (DESIGN.md
+ * §5); everything else is reused: the chunk buffers, the nonce buffer, the output buffers (issue
+ * #9, docs/PERFORMANCE.md perf5), and the key is turned into a KeyObject once per stream.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { fstat as fsFstat, read as fsRead, WriteStream } from 'node:fs';
@@ -174,23 +175,24 @@ function asBytes(piece: unknown): Uint8Array {
 }
 
 /**
- * Collects output buffers and releases them about `limit` bytes at a time. Writing 64 KiB + 16
+ * Output buffers, written whole: a stream writes about 1 MiB at a time. Writing 64 KiB + 16
  * bytes per chunk makes a file destination wait for one write round trip per chunk (pipe() pauses
  * on every write above the destination's highWaterMark), which measured ~7x slower than 1 MiB
- * writes; the concat copy costs far less than that. Memory stays bounded by `limit`.
- */
-/**
- * The output buffers of the parallel path, recycled once the destination has written them
- * (issue #9: a fresh buffer per segment is garbage that V8 collects only after tens of MB). Only
- * for destinations known to drop a chunk once written (a file: fs.WriteStream, util/atomic.ts);
- * others (a PassThrough hands the very buffer on) get a fresh buffer per segment, as before.
+ * writes. Sealed or opened chunks are copied into these buffers (node:crypto has no in-place API).
+ *
+ * The buffers are recycled once the destination has written them (issue #9: a fresh buffer per
+ * write is garbage that V8 collects only after tens of MB, and each fresh buffer's pages are
+ * faulted in again: copying into a fresh 1 MiB buffer measured ~0.1-0.16 CPU s per GB against
+ * ~0.02 into a reused one, docs/PERFORMANCE.md "perf5"). Only for destinations known to drop a
+ * chunk once written (a file: fs.WriteStream, util/atomic.ts, marked RELEASES_WRITTEN_CHUNKS);
+ * others (a PassThrough hands the very buffer on) get a fresh buffer each time.
  */
 class OutRing {
   readonly #output: Writable;
   readonly #size: number;
   readonly #recycle: boolean;
-  readonly #free: Uint8Array[] = [];
-  readonly #lent: Uint8Array[] = [];
+  readonly #free: Buffer[] = [];
+  readonly #lent: Buffer[] = [];
   constructor(output: Writable, size: number) {
     this.#output = output;
     this.#size = size;
@@ -198,14 +200,19 @@ class OutRing {
       output instanceof WriteStream ||
       (output as unknown as Record<symbol, unknown>)[RELEASES_WRITTEN_CHUNKS] === true;
   }
-  /** A buffer for the next segment's result, or undefined (the worker allocates one). */
+  /** A buffer for a worker's result, or undefined (the worker allocates one). */
   take(): Uint8Array | undefined {
-    return this.#recycle ? (this.#free.pop() ?? new Uint8Array(this.#size)) : undefined;
+    return this.#recycle ? this.next() : undefined;
   }
-  /** `b` was handed to the destination (or came back unused). */
+  /** A buffer of `size` bytes (contents undefined) for the next write. */
+  next(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#size);
+  }
+  /** `b` was handed to the destination (written) or came back unused. */
   lend(b: Uint8Array | undefined, written: boolean): void {
     if (!this.#recycle || !b || b.byteLength !== this.#size) return;
-    (written ? this.#lent : this.#free).push(b);
+    const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    (written ? this.#lent : this.#free).push(buf);
   }
   /** Call when the producer resumes: if the destination has written everything, reuse it all. */
   settle(): void {
@@ -219,38 +226,7 @@ class OutRing {
   }
 }
 
-class Batch {
-  #parts: Buffer[] = [];
-  #bytes = 0;
-  readonly #limit: number;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  add(b: Buffer): void {
-    if (b.length > 0) {
-      this.#parts.push(b);
-      this.#bytes += b.length;
-    }
-  }
-
-  /** A buffer to write once `limit` bytes have gathered, else undefined. */
-  ready(): Buffer | undefined {
-    return this.#bytes >= this.#limit ? this.take() : undefined;
-  }
-
-  take(): Buffer | undefined {
-    if (this.#bytes === 0) return undefined;
-    const out =
-      this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes);
-    this.#parts = [];
-    this.#bytes = 0;
-    return out;
-  }
-}
-
-/** Default size of the writes to the output (see Batch). */
+/** Default size of the writes to the output (see OutRing). */
 export const DEFAULT_WRITE_SIZE = 1 << 20;
 
 function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
@@ -261,6 +237,43 @@ function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
     zeroize(k);
   }
 }
+
+/** A segment in flight: sealed or opened here (`out`), or by a worker (`reply`). */
+interface Ahead {
+  out?: Buffer;
+  reply?: Promise<ChunkReply>;
+  /** The result is there: writing it now costs no wait. */
+  ready: boolean;
+}
+
+function aheadOf(reply: Promise<ChunkReply>): Ahead {
+  const a: Ahead = { reply, ready: false };
+  reply.then(
+    () => {
+      a.ready = true;
+    },
+    () => {
+      a.ready = true;
+    },
+  );
+  return a;
+}
+
+/**
+ * Segments in flight at the workers, as far as this thread knows: a reply is seen only when the
+ * event loop turns (at the latest when the stream waits for the oldest segment).
+ */
+function atWorkers(ahead: Ahead[]): number {
+  let n = 0;
+  for (const a of ahead) if (a.reply && !a.ready) n++;
+  return n;
+}
+
+/**
+ * Segments the calling thread may seal or open itself, beyond the workers' window, before it
+ * waits for the oldest worker segment (see parallelSealer; measured in docs/PERFORMANCE.md perf5).
+ */
+const LOCAL_AHEAD = 2;
 
 export interface EncryptStreamOptions {
   /** The encoded header (sealFileHeader). Written first, unchanged. */
@@ -307,21 +320,27 @@ export async function encryptStream(
   let plainSize = 0;
   let fileSize = opts.header.length;
 
-  // Seals `data` as chunk `index`. update() copies out synchronously, so `data` is free again.
-  const seal = (data: Uint8Array, last: boolean): [Buffer, Buffer] => {
+  // Seals `data` as chunk `index` into `out` at `at` (ciphertext, then tag); returns the bytes
+  // written. update() copies out synchronously, so `data` is free again.
+  const sealInto = (data: Uint8Array, last: boolean, out: Buffer, at: number): number => {
     const c = createCipheriv(ALG, key, chunkNonce(index, last, nonce), { authTagLength: TAG_SIZE });
-    const ct = data.length > 0 ? c.update(data) : EMPTY;
+    if (data.length > 0) out.set(c.update(data), at);
     c.final();
-    const tag = c.getAuthTag();
+    out.set(c.getAuthTag(), at + data.length);
     index++;
     plainSize += data.length;
     fileSize += data.length + TAG_SIZE;
-    return [ct, tag];
+    return data.length + TAG_SIZE;
   };
 
+  // Serial: sealed chunks gather in one output buffer of whole chunks (about writeSize bytes),
+  // written when full; the buffers are recycled where the destination allows (OutRing).
+  const perWrite = Math.max(1, Math.floor((opts.writeSize ?? DEFAULT_WRITE_SIZE) / CHUNK_SIZE));
   async function* sealer(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-    const batch = new Batch(opts.writeSize ?? DEFAULT_WRITE_SIZE);
-    batch.add(Buffer.from(opts.header));
+    const outs = new OutRing(output, perWrite * SEALED_CHUNK_SIZE);
+    yield Buffer.from(opts.header);
+    let out = outs.next();
+    let outFill = 0;
     for await (const raw of source) {
       const piece = asBytes(raw);
       let off = 0;
@@ -337,11 +356,14 @@ export async function encryptStream(
           off += CHUNK_SIZE;
         }
         if (whole) {
-          const [ct, tag] = seal(whole, false);
-          batch.add(ct);
-          batch.add(tag);
-          const out = batch.ready();
-          if (out) yield out;
+          outFill += sealInto(whole, false, out, outFill);
+          if (outFill === out.length) {
+            yield out;
+            outs.lend(out, true);
+            outs.settle();
+            out = outs.next();
+            outFill = 0;
+          }
           continue;
         }
         const n = Math.min(CHUNK_SIZE - fill, piece.length - off);
@@ -350,16 +372,15 @@ export async function encryptStream(
         off += n;
       }
     }
-    const [ct, tag] = seal(buf.subarray(0, fill), true);
+    outFill += sealInto(buf.subarray(0, fill), true, out, outFill);
     fill = 0;
-    batch.add(ct);
-    batch.add(tag);
-    const out = batch.take();
-    if (out) yield out;
+    yield out.subarray(0, outFill);
   }
 
-  // Parallel: whole segments of non-final chunks go to the workers, in order, at most `window`
-  // in flight; the last segment's bytes (with the final chunk) are sealed here by `seal`.
+  // Parallel: whole segments of non-final chunks are sealed by the workers and, when they have
+  // enough in flight, by this thread too (so that every core runs AES, issue #9); results are
+  // written in order, at most `maxAhead` segments in flight (constant memory). The last
+  // segment's bytes (with the final chunk) are sealed here by `sealInto`.
   const pool = opts.parallel;
   async function* parallelSealer(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
     const pk = payloadKey(opts.dek, opts.fileNonce);
@@ -367,11 +388,13 @@ export async function encryptStream(
     zeroize(pk);
     const free: Uint8Array[] = [];
     const outs = new OutRing(output, SEGMENT_SEALED);
-    const pending: Promise<ChunkReply>[] = [];
+    const ahead: Ahead[] = [];
+    const maxAhead = pool!.window + LOCAL_AHEAD;
     let seg: Uint8Array = new Uint8Array(SEGMENT_PLAIN);
     let segFill = 0;
-    const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
-      const r = await p;
+    const collect = async (a: Ahead): Promise<Buffer> => {
+      if (a.out) return a.out;
+      const r = await a.reply!;
       free.push(r.data); // zeroed by the worker: reused for a later segment
       outs.lend(r.out, 'out' in r && !('failed' in r));
       if (!('out' in r) || 'failed' in r) {
@@ -388,13 +411,34 @@ export async function encryptStream(
           if (segFill === SEGMENT_PLAIN) {
             // A full segment with more bytes after it holds no final chunk.
             outs.settle();
-            pending.push(session.run('seal', index, seg, SEGMENT_CHUNKS, outs.take()));
-            index += SEGMENT_CHUNKS;
-            plainSize += SEGMENT_PLAIN;
-            fileSize += SEGMENT_SEALED;
-            seg = free.pop() ?? new Uint8Array(SEGMENT_PLAIN);
+            if (atWorkers(ahead) < pool!.window) {
+              ahead.push(aheadOf(session.run('seal', index, seg, SEGMENT_CHUNKS, outs.take())));
+              index += SEGMENT_CHUNKS;
+              plainSize += SEGMENT_PLAIN;
+              fileSize += SEGMENT_SEALED;
+              seg = free.pop() ?? new Uint8Array(SEGMENT_PLAIN);
+            } else {
+              // The workers have enough to do: this thread seals the segment itself.
+              const out = outs.next();
+              for (let k = 0; k < SEGMENT_CHUNKS; k++) {
+                sealInto(
+                  seg.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE),
+                  false,
+                  out,
+                  k * SEALED_CHUNK_SIZE,
+                );
+              }
+              session.local(SEGMENT_PLAIN);
+              ahead.push({ out, ready: true });
+            }
             segFill = 0;
-            if (pending.length >= pool!.window) yield await collect(pending.shift()!);
+            // Write what is ready, in order; wait for the oldest only when too much is in flight.
+            while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
+              const a = ahead.shift()!;
+              const out = await collect(a);
+              yield out;
+              if (a.out) outs.lend(a.out, true);
+            }
           }
           const n = Math.min(SEGMENT_PLAIN - segFill, piece.length - off);
           seg.set(piece.subarray(off, off + n), segFill);
@@ -402,19 +446,22 @@ export async function encryptStream(
           off += n;
         }
       }
-      while (pending.length > 0) yield await collect(pending.shift()!);
-      const batch = new Batch(SEGMENT_SEALED);
+      while (ahead.length > 0) {
+        const a = ahead.shift()!;
+        yield await collect(a);
+        if (a.out) outs.lend(a.out, true);
+      }
+      outs.settle();
+      const out = outs.next();
+      let outFill = 0;
       for (let o = 0; ; o += CHUNK_SIZE) {
         const last = o + CHUNK_SIZE >= segFill;
-        const [ct, tag] = seal(seg.subarray(o, Math.min(o + CHUNK_SIZE, segFill)), last);
-        batch.add(ct);
-        batch.add(tag);
+        outFill += sealInto(seg.subarray(o, Math.min(o + CHUNK_SIZE, segFill)), last, out, outFill);
         if (last) break;
       }
-      const out = batch.take();
-      if (out) yield out;
+      yield out.subarray(0, outFill);
     } finally {
-      for (const p of pending) p.catch(() => {}); // abandoned on error: settle quietly
+      for (const a of ahead) a.reply?.catch(() => {}); // abandoned on error: settle quietly
       session.end();
       seg.fill(0);
       for (const f of free) f.fill(0);
@@ -509,48 +556,76 @@ export async function decryptStream(
   let index = 0;
   let plainSize = 0;
 
-  async function* opener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-    const batch = new Batch(opts.writeSize ?? DEFAULT_WRITE_SIZE);
-    for await (const raw of source) {
-      const piece = asBytes(raw);
-      let off = 0;
-      while (off < piece.length) {
-        // A full sealed chunk followed by more bytes cannot be the final chunk.
-        let sealed: Uint8Array | undefined;
-        if (fill === SEALED_CHUNK_SIZE) {
-          sealed = buf;
-          fill = 0;
-        } else if (fill === 0 && piece.length - off > SEALED_CHUNK_SIZE) {
-          // Fast path: a whole sealed chunk inside the piece, with more bytes after it, is opened in place.
-          sealed = piece.subarray(off, off + SEALED_CHUNK_SIZE);
-          off += SEALED_CHUNK_SIZE;
-        }
-        if (sealed) {
-          const pt = openChunk(key, nonce, sealed, index, false);
-          if (!pt) throw decryptFailed();
-          index++;
-          plainSize += pt.length;
-          batch.add(pt);
-          const out = batch.ready();
-          if (out) yield out;
-          continue;
-        }
-        const n = Math.min(SEALED_CHUNK_SIZE - fill, piece.length - off);
-        buf.set(piece.subarray(off, off + n), fill);
-        fill += n;
-        off += n;
-      }
-    }
-    const pt = openFinal(key, nonce, buf.subarray(0, fill), index);
+  // Opens the non-final chunk `index` into `out` at `at`; ERR_DECRYPT if its tag fails (nothing
+  // unverified reaches `out`). The plaintext node:crypto returned is zeroed once copied.
+  const openInto = (sealed: Uint8Array, out: Buffer, at: number): number => {
+    const pt = openChunk(key, nonce, sealed, index, false);
+    if (!pt) throw decryptFailed();
+    out.set(pt, at);
+    pt.fill(0);
+    index++;
     plainSize += pt.length;
-    batch.add(pt);
-    const out = batch.take();
-    if (out) yield out;
+    return pt.length;
+  };
+  const finalInto = (sealed: Buffer, out: Buffer, at: number): number => {
+    const pt = openFinal(key, nonce, sealed, index);
+    out.set(pt, at);
+    pt.fill(0);
+    plainSize += pt.length;
+    return pt.length;
+  };
+
+  const perWrite = Math.max(1, Math.floor((opts.writeSize ?? DEFAULT_WRITE_SIZE) / CHUNK_SIZE));
+  async function* opener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+    const outs = new OutRing(output, perWrite * CHUNK_SIZE);
+    let out = outs.next();
+    let outFill = 0;
+    try {
+      for await (const raw of source) {
+        const piece = asBytes(raw);
+        let off = 0;
+        while (off < piece.length) {
+          // A full sealed chunk followed by more bytes cannot be the final chunk.
+          let sealed: Uint8Array | undefined;
+          if (fill === SEALED_CHUNK_SIZE) {
+            sealed = buf;
+            fill = 0;
+          } else if (fill === 0 && piece.length - off > SEALED_CHUNK_SIZE) {
+            // Fast path: a whole sealed chunk inside the piece, with more bytes after it, is opened in place.
+            sealed = piece.subarray(off, off + SEALED_CHUNK_SIZE);
+            off += SEALED_CHUNK_SIZE;
+          }
+          if (sealed) {
+            outFill += openInto(sealed, out, outFill);
+            if (outFill === out.length) {
+              yield out;
+              outs.lend(out, true);
+              outs.settle();
+              out = outs.next();
+              outFill = 0;
+            }
+            continue;
+          }
+          const n = Math.min(SEALED_CHUNK_SIZE - fill, piece.length - off);
+          buf.set(piece.subarray(off, off + n), fill);
+          fill += n;
+          off += n;
+        }
+      }
+      outFill += finalInto(buf.subarray(0, fill), out, outFill);
+    } catch (e) {
+      out.fill(0, 0, outFill); // verified plaintext not written: the stream failed
+      outs.wipe();
+      throw e;
+    }
+    if (outFill > 0) yield out.subarray(0, outFill);
+    outs.wipe(); // recycled plaintext buffers
   }
 
   // Parallel: whole segments of sealed chunks followed by more bytes (so none is final) go to the
-  // workers; a segment whose any tag fails ends the stream with ERR_DECRYPT before its plaintext
-  // is written. The rest, final chunk included, is opened here exactly as by `opener`.
+  // workers or, when they have enough in flight, are opened here (every core runs AES); a segment
+  // whose any tag fails ends the stream with ERR_DECRYPT before its plaintext is written. The
+  // rest, final chunk included, is opened here exactly as by `opener`.
   const pool = opts.parallel;
   async function* parallelOpener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
     const pk = payloadKey(opts.dek, opts.fileNonce);
@@ -558,11 +633,13 @@ export async function decryptStream(
     zeroize(pk);
     const free: Uint8Array[] = [];
     const outs = new OutRing(output, SEGMENT_PLAIN);
-    const pending: Promise<ChunkReply>[] = [];
+    const ahead: Ahead[] = [];
+    const maxAhead = pool!.window + LOCAL_AHEAD;
     let seg: Uint8Array = new Uint8Array(SEGMENT_SEALED);
     let segFill = 0;
-    const collect = async (p: Promise<ChunkReply>): Promise<Buffer> => {
-      const r = await p;
+    const collect = async (a: Ahead): Promise<Buffer> => {
+      if (a.out) return a.out;
+      const r = await a.reply!;
       free.push(r.data);
       outs.lend(r.out, !('failed' in r));
       if (!('out' in r) || 'failed' in r) throw decryptFailed();
@@ -576,11 +653,33 @@ export async function decryptStream(
         while (off < piece.length) {
           if (segFill === SEGMENT_SEALED) {
             outs.settle();
-            pending.push(session.run('open', index, seg, SEGMENT_CHUNKS, outs.take()));
-            index += SEGMENT_CHUNKS;
-            seg = free.pop() ?? new Uint8Array(SEGMENT_SEALED);
+            if (atWorkers(ahead) < pool!.window) {
+              ahead.push(aheadOf(session.run('open', index, seg, SEGMENT_CHUNKS, outs.take())));
+              index += SEGMENT_CHUNKS;
+              seg = free.pop() ?? new Uint8Array(SEGMENT_SEALED);
+            } else {
+              // The workers have enough to do: this thread opens the segment itself.
+              const out = outs.next();
+              const a: Ahead = { out, ready: true };
+              ahead.push(a);
+              for (let k = 0; k < SEGMENT_CHUNKS; k++) {
+                // On ERR_DECRYPT, `out` is wiped below (finally), never written.
+                openInto(
+                  seg.subarray(k * SEALED_CHUNK_SIZE, (k + 1) * SEALED_CHUNK_SIZE),
+                  out,
+                  k * CHUNK_SIZE,
+                );
+              }
+              session.local(SEGMENT_SEALED);
+            }
             segFill = 0;
-            if (pending.length >= pool!.window) yield await collect(pending.shift()!);
+            // Write what is ready, in order; wait for the oldest only when too much is in flight.
+            while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
+              const a = ahead.shift()!;
+              const out = await collect(a);
+              yield out;
+              if (a.out) outs.lend(a.out, true);
+            }
           }
           const n = Math.min(SEGMENT_SEALED - segFill, piece.length - off);
           seg.set(piece.subarray(off, off + n), segFill);
@@ -588,24 +687,28 @@ export async function decryptStream(
           off += n;
         }
       }
-      while (pending.length > 0) yield await collect(pending.shift()!);
-      const batch = new Batch(SEGMENT_PLAIN);
+      while (ahead.length > 0) {
+        const a = ahead.shift()!;
+        yield await collect(a);
+        if (a.out) outs.lend(a.out, true);
+      }
+      outs.settle();
+      const out = outs.next();
+      ahead.push({ out, ready: true }); // wiped below if this fails
+      let outFill = 0;
       let o = 0;
       // A full sealed chunk with more bytes after it cannot be the final chunk.
       for (; segFill - o > SEALED_CHUNK_SIZE; o += SEALED_CHUNK_SIZE) {
-        const pt = openChunk(key, nonce, seg.subarray(o, o + SEALED_CHUNK_SIZE), index, false);
-        if (!pt) throw decryptFailed();
-        index++;
-        plainSize += pt.length;
-        batch.add(pt);
+        outFill += openInto(seg.subarray(o, o + SEALED_CHUNK_SIZE), out, outFill);
       }
-      const pt = openFinal(key, nonce, Buffer.from(seg.buffer, o, segFill - o), index);
-      plainSize += pt.length;
-      batch.add(pt);
-      const out = batch.take();
-      if (out) yield out;
+      outFill += finalInto(Buffer.from(seg.buffer, o, segFill - o), out, outFill);
+      ahead.length = 0;
+      if (outFill > 0) yield out.subarray(0, outFill);
     } finally {
-      for (const p of pending) p.catch(() => {});
+      for (const a of ahead) {
+        a.reply?.catch(() => {});
+        a.out?.fill(0); // opened here, not written (an error came first)
+      }
       session.end();
       seg.fill(0);
       for (const f of free) f.fill(0);

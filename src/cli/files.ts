@@ -64,14 +64,15 @@ async function* withProgress(
 
 /**
  * With BLINDFOLD_STREAM_STATS=1, one line on stderr saying which path a stream took (serial, or
- * parallel with how many worker threads and segments): a debug metric, used by the CLI tests.
+ * parallel with how many worker threads and segments, `local` of them done by the calling thread
+ * while the workers were busy): a debug metric, used by the CLI tests.
  */
 function streamStats(op: string, pool: ChunkPool | undefined): void {
   if (process.env.BLINDFOLD_STREAM_STATS !== '1') return;
   const s = pool?.stats();
   process.stderr.write(
     s
-      ? `stream-stats ${op} parallel workers=${s.workers} segments=${s.segments} bytes=${s.bytes}\n`
+      ? `stream-stats ${op} parallel workers=${s.workers} segments=${s.segments} bytes=${s.bytes} local=${s.local}\n`
       : `stream-stats ${op} serial\n`,
   );
 }
