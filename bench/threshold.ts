@@ -98,7 +98,11 @@ async function hom2Figure(ms: number) {
 }
 
 async function thresholdFigure(ms: number) {
-  const d = await startThreshold(2, 3);
+  // The three nodes share this machine's cores with each other and with the appliance; each would
+  // have a machine of its own in production. One thread per core in all (src/manager/pool.ts
+  // defaultWorkers): the nodes run their group operations on their main threads. Measured on 2
+  // cores (docs/PERFORMANCE.md "perf6"): 433-447 rec/s with a worker per node, 533-580 without.
+  const d = await startThreshold(2, 3, 'default', undefined, ['--workers', '0']);
   try {
     return await load(d.appliance, await headersFor(d.appliance), ms);
   } finally {

@@ -35,11 +35,13 @@ export async function startThreshold(
   n: number,
   keyring = 'default',
   timing?: ThresholdTiming,
+  /** Extra arguments of every node's `blindfold manager` (e.g. `--workers 0`). */
+  managerArgs: string[] = [],
 ): Promise<ThresholdDeployment> {
   const homes = await Promise.all(Array.from({ length: n }, () => tmpDir('bf-node-')));
   const rootKeys = homes.map(() => newRootKey());
   const nodes: (ManagerProcess | null)[] = await Promise.all(
-    homes.map((home, i) => startManagerProcess({ home, rootKey: rootKeys[i]! })),
+    homes.map((home, i) => startManagerProcess({ home, rootKey: rootKeys[i]!, args: managerArgs })),
   );
   const ports = nodes.map((m) => Number(new URL(m!.url).port));
   const ops = nodes.map((m, i) => ({ index: i + 1, url: m!.url, caPem: m!.caPem, op: m!.op }));
@@ -77,6 +79,7 @@ export async function startThreshold(
         home: homes[index - 1]!,
         rootKey: rootKeys[index - 1]!,
         port: ports[index - 1],
+        args: managerArgs,
       });
     },
     async copyNode(index) {
