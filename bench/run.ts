@@ -9,7 +9,8 @@
  *      on one core, and with one process per core at once (the limit used below: measured, not
  *      computed);
  *   2. blinded recoveries per second and p50/p99 latency at concurrency 1, 8, 32, 64 over HTTPS
- *      keep-alive with mutual TLS against a real manager process (worker threads: one per core),
+ *      keep-alive with mutual TLS against a real manager process (group workers: cores − 1; [2b] repeats
+ *      c=8 against a manager with --workers 0),
  *      for each mode, single-item (`POST /v1/recover`, coalescing off) and coalesced
  *      (`POST /v1/recover/batch`, src/appliance/coalesce.ts). The client is an in-process
  *      Appliance: its blind/unblind work shares the cores with the manager, so the figure is the
@@ -780,6 +781,77 @@ async function main(): Promise<void> {
         panels,
       ),
     );
+    console.log('');
+
+    // 2b. The same manager inline -------------------------------------------------------------------
+    // The default gives the manager cores − 1 group workers (src/manager/pool.ts): right for a
+    // manager with a machine of its own. Here the appliance shares the cores, so the manager's
+    // threads compete with it; a second manager process with --workers 0 (its group operations on
+    // its main thread) shows what that costs, at the issue's point (c=8), in the same run.
+    {
+      console.log(
+        '[2b] the same at concurrency 8 against a manager with its group operations inline (--workers 0), the configuration for a manager that shares its cores with its appliances',
+      );
+      const home2 = await tmpDir('bf-bench-mgr0-');
+      dirs.push(home2);
+      const adir2 = await tmpDir('bf-bench-app0-');
+      dirs.push(adir2);
+      const inlineMgr = await startManagerProcess({
+        home: home2,
+        rootKey: newRootKey(),
+        args: ['--workers', '0'],
+      });
+      const app2 = await newAppliance(inlineMgr, adir2, 'bench-inline');
+      const b2 = new Appliance({ dir: adir2, state: app2.state, batch: CFG.batch });
+      const s2 = new Appliance({ dir: adir2, state: app2.state, batch: false });
+      const mainMgr = manager;
+      try {
+        for (const [mode, scheme] of CFG.modes) {
+          const { k } = SMULTS[mode]!;
+          if (k === 0) continue; // split does no group operation: nothing to move
+          const keyring = `bench0-${mode}-${scheme}`;
+          await createKeyring(inlineMgr, keyring, mode, scheme);
+          await app2.initKeyring(keyring);
+          b2.state = app2.state;
+          s2.state = app2.state;
+          const items = await makeItems(app2, keyring, CFG.items);
+          for (const [isBatched, a] of [
+            [false, s2],
+            [true, b2],
+          ] as const) {
+            await load(a, items, 8, CFG.warmMs);
+            const before = await probes.measure(CFG.probeMs);
+            // load() charges the CPU of `manager`: point it at the inline one for this point.
+            manager = inlineMgr;
+            const { latencies: _l, ...p } = await load(a, items, 8, CFG.pointMs);
+            const after = await probes.measure(CFG.probeMs);
+            const limit = (before.rate + after.rate) / 2;
+            const cpuRate = (before.cpuRate + after.cpuRate) / 2;
+            const cpuS = ((p.benchCpuPct + p.managerCpuPct) / 100) * p.seconds;
+            const efficiency = (p.perSecond * k) / limit;
+            const cpuEff = (p.recoveries * k) / (cpuS * cpuRate);
+            const def = points.find(
+              (q) => q.mode === mode && q.batched === isBatched && q.concurrency === 8,
+            );
+            row({
+              section: 'recoveries-inline',
+              figure: `${mode} ${isBatched ? 'coalesced' : 'single'} c=8, inline`,
+              value: p.perSecond,
+              unit: 'rec/s',
+              limit: 'scalar mults/s',
+              limitValue: limit,
+              ratio: p.perSecond / limit,
+              note: `eff ${fmt(efficiency, 3)}  cpu-eff ${fmt(cpuEff, 3)} (${fmt((cpuS * 1000) / p.recoveries, 2)} ms CPU/rec)  p50 ${fmt(p.p50ms, 2)} ms p99 ${fmt(p.p99ms, 2)} ms  mgr ${fmt(p.managerCpuPct)}%${def ? `  vs the default manager above: ${fmt(p.perSecond / def.perSecond, 2)}×` : ''}`,
+            });
+          }
+        }
+      } finally {
+        manager = mainMgr;
+        await b2.close();
+        await s2.close();
+        await inlineMgr.stop();
+      }
+    }
     console.log('');
 
     // 3. Store: latency with 10^3 and 10^6 items, bytes per item -------------------------------------
