@@ -32,6 +32,7 @@ import {
   type HeaderFields,
   SEALED_CHUNK_SIZE,
 } from '../src/core/format.ts';
+import { RELEASES_WRITTEN_CHUNKS } from '../src/util/atomic.ts';
 
 const kek = new Uint8Array(32).fill(0x4b);
 const baseFields: Omit<HeaderFields, 'fileNonce'> = {
@@ -310,4 +311,63 @@ describe('parallel streams', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+// A file destination with room for several writes (util/atomic.ts: 4 MiB) writes one buffer while
+// the stream fills the next; the stream reuses a buffer only once the destination has written
+// it (OutRing, docs/PERFORMANCE.md "perf6"). This destination takes its time over each write and
+// copies the bytes only when the write completes: a buffer reused too early would show as wrong
+// bytes, and the distinct buffers it saw show that buffers were reused at all.
+class SlowFileSink extends Writable {
+  readonly [RELEASES_WRITTEN_CHUNKS] = true;
+  parts: Buffer[] = [];
+  backings = new Set<ArrayBufferLike>();
+  writes = 0;
+  constructor() {
+    super({ highWaterMark: 4 << 20 });
+  }
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.writes++;
+    this.backings.add(chunk.buffer);
+    setTimeout(() => {
+      this.parts.push(Buffer.from(chunk));
+      cb();
+    }, 1);
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+test('a slow destination with room for several writes gets every buffer intact, and buffers are reused', async () => {
+  const plain = randomBytes(24 << 20);
+  const s = secrets();
+  const want = await enc(plain, s, false);
+  for (const parallel of [false, true]) {
+    const sink = new SlowFileSink();
+    await encryptStream(pieces(plain, 1 << 20, 5), sink, {
+      ...s,
+      parallel: parallel ? pool : undefined,
+    });
+    assert.ok(equalBytes(sink.bytes, want), `encrypt, parallel=${parallel}: bytes differ`);
+    // (Reuse shows as one ArrayBuffer object several times only on this thread: a buffer that a
+    // worker filled comes back as a new object over the same memory.)
+    if (!parallel) {
+      assert.ok(
+        sink.backings.size < sink.writes - 4,
+        `encrypt: ${sink.backings.size} buffers for ${sink.writes} writes`,
+      );
+    }
+    const out = new SlowFileSink();
+    const { header, payload } = await readHeader(pieces(want, 1 << 20, 7));
+    await decryptStream(payload, out, {
+      dek: unwrapDek(header, kek),
+      fileNonce: header.fields.fileNonce,
+      parallel: parallel ? pool : undefined,
+    });
+    assert.ok(equalBytes(out.bytes, plain), `decrypt, parallel=${parallel}: bytes differ`);
+    if (!parallel) {
+      assert.ok(out.backings.size < out.writes - 4, `decrypt: ${out.backings.size} buffers`);
+    }
+  }
 });

@@ -186,16 +186,25 @@ function asBytes(piece: unknown): Uint8Array {
  * ~0.02 into a reused one, docs/PERFORMANCE.md "perf5"). Only for destinations known to drop a
  * chunk once written (a file: fs.WriteStream, util/atomic.ts, marked RELEASES_WRITTEN_CHUNKS);
  * others (a PassThrough hands the very buffer on) get a fresh buffer each time.
+ *
+ * A destination writes in order, so a buffer is free once the bytes written (all bytes handed
+ * over, `flow.queued`, less those still buffered, `writableLength`) reach its end. A destination
+ * whose highWaterMark holds several writes (util/atomic.ts: 4 MiB) thus writes one buffer while
+ * the stream fills the next, and each buffer comes back as soon as its own write is done
+ * (docs/PERFORMANCE.md "perf6": waiting for the destination to drain completely serialized
+ * sealing and writing).
  */
 class OutRing {
   readonly #output: Writable;
   readonly #size: number;
   readonly #recycle: boolean;
+  readonly #flow: Flow;
   readonly #free: Buffer[] = [];
-  readonly #lent: Buffer[] = [];
-  constructor(output: Writable, size: number) {
+  readonly #lent: { buf: Buffer; end: number }[] = [];
+  constructor(output: Writable, size: number, flow: Flow) {
     this.#output = output;
     this.#size = size;
+    this.#flow = flow;
     this.#recycle =
       output instanceof WriteStream ||
       (output as unknown as Record<symbol, unknown>)[RELEASES_WRITTEN_CHUNKS] === true;
@@ -208,22 +217,42 @@ class OutRing {
   next(): Buffer {
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#size);
   }
-  /** `b` was handed to the destination (written) or came back unused. */
+  /** `b` was just handed to the destination (written: call right after its yield) or came back unused. */
   lend(b: Uint8Array | undefined, written: boolean): void {
     if (!this.#recycle || !b || b.byteLength !== this.#size) return;
     const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-    (written ? this.#lent : this.#free).push(buf);
+    if (written) this.#lent.push({ buf, end: this.#flow.queued });
+    else this.#free.push(buf);
   }
-  /** Call when the producer resumes: if the destination has written everything, reuse it all. */
+  /** Call when the producer resumes: the buffers the destination has written are free again. */
   settle(): void {
-    if (this.#recycle && this.#output.writableLength === 0 && this.#lent.length > 0) {
-      this.#free.push(...this.#lent);
-      this.#lent.length = 0;
+    if (!this.#recycle) return;
+    const written = this.#flow.queued - this.#output.writableLength;
+    while (this.#lent.length > 0 && this.#lent[0]!.end <= written) {
+      this.#free.push(this.#lent.shift()!.buf);
     }
   }
   wipe(): void {
     for (const b of this.#free) b.fill(0);
   }
+}
+
+/** Bytes a stream has handed to its destination so far (counted by `counted`). */
+interface Flow {
+  queued: number;
+}
+
+/** Wraps a stage so that every byte it hands on is counted in `flow` (see OutRing). */
+function counted(
+  flow: Flow,
+  stage: (source: AsyncIterable<unknown>) => AsyncGenerator<Buffer>,
+): (source: AsyncIterable<unknown>) => AsyncGenerator<Buffer> {
+  return async function* (source) {
+    for await (const b of stage(source)) {
+      flow.queued += b.length;
+      yield b;
+    }
+  };
 }
 
 /** Default size of the writes to the output (see OutRing). */
@@ -318,6 +347,7 @@ export async function encryptStream(
   let fill = 0;
   let index = 0;
   let plainSize = 0;
+  const flow: Flow = { queued: 0 };
   let fileSize = opts.header.length;
 
   // Seals `data` as chunk `index` into `out` at `at` (ciphertext, then tag); returns the bytes
@@ -337,7 +367,7 @@ export async function encryptStream(
   // written when full; the buffers are recycled where the destination allows (OutRing).
   const perWrite = Math.max(1, Math.floor((opts.writeSize ?? DEFAULT_WRITE_SIZE) / CHUNK_SIZE));
   async function* sealer(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-    const outs = new OutRing(output, perWrite * SEALED_CHUNK_SIZE);
+    const outs = new OutRing(output, perWrite * SEALED_CHUNK_SIZE, flow);
     yield Buffer.from(opts.header);
     let out = outs.next();
     let outFill = 0;
@@ -387,7 +417,7 @@ export async function encryptStream(
     const session = pool!.session(pk);
     zeroize(pk);
     const free: Uint8Array[] = [];
-    const outs = new OutRing(output, SEGMENT_SEALED);
+    const outs = new OutRing(output, SEGMENT_SEALED, flow);
     const ahead: Ahead[] = [];
     const maxAhead = pool!.window + LOCAL_AHEAD;
     let seg: Uint8Array = new Uint8Array(SEGMENT_PLAIN);
@@ -396,8 +426,8 @@ export async function encryptStream(
       if (a.out) return a.out;
       const r = await a.reply!;
       free.push(r.data); // zeroed by the worker: reused for a later segment
-      outs.lend(r.out, 'out' in r && !('failed' in r));
       if (!('out' in r) || 'failed' in r) {
+        outs.lend(r.out, false);
         throw new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed');
       }
       return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
@@ -437,7 +467,7 @@ export async function encryptStream(
               const a = ahead.shift()!;
               const out = await collect(a);
               yield out;
-              if (a.out) outs.lend(a.out, true);
+              outs.lend(out, true);
             }
           }
           const n = Math.min(SEGMENT_PLAIN - segFill, piece.length - off);
@@ -447,9 +477,9 @@ export async function encryptStream(
         }
       }
       while (ahead.length > 0) {
-        const a = ahead.shift()!;
-        yield await collect(a);
-        if (a.out) outs.lend(a.out, true);
+        const out = await collect(ahead.shift()!);
+        yield out;
+        outs.lend(out, true);
       }
       outs.settle();
       const out = outs.next();
@@ -469,9 +499,14 @@ export async function encryptStream(
   }
 
   try {
-    await pipeline(input as AsyncIterable<Uint8Array>, pool ? parallelSealer : sealer, output, {
-      end: opts.end ?? true,
-    });
+    await pipeline(
+      input as AsyncIterable<Uint8Array>,
+      counted(flow, pool ? parallelSealer : sealer),
+      output,
+      {
+        end: opts.end ?? true,
+      },
+    );
   } finally {
     buf.fill(0);
   }
@@ -555,6 +590,7 @@ export async function decryptStream(
   let fill = 0;
   let index = 0;
   let plainSize = 0;
+  const flow: Flow = { queued: 0 };
 
   // Opens the non-final chunk `index` into `out` at `at`; ERR_DECRYPT if its tag fails (nothing
   // unverified reaches `out`). The plaintext node:crypto returned is zeroed once copied.
@@ -577,7 +613,7 @@ export async function decryptStream(
 
   const perWrite = Math.max(1, Math.floor((opts.writeSize ?? DEFAULT_WRITE_SIZE) / CHUNK_SIZE));
   async function* opener(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
-    const outs = new OutRing(output, perWrite * CHUNK_SIZE);
+    const outs = new OutRing(output, perWrite * CHUNK_SIZE, flow);
     let out = outs.next();
     let outFill = 0;
     try {
@@ -632,7 +668,7 @@ export async function decryptStream(
     const session = pool!.session(pk);
     zeroize(pk);
     const free: Uint8Array[] = [];
-    const outs = new OutRing(output, SEGMENT_PLAIN);
+    const outs = new OutRing(output, SEGMENT_PLAIN, flow);
     const ahead: Ahead[] = [];
     const maxAhead = pool!.window + LOCAL_AHEAD;
     let seg: Uint8Array = new Uint8Array(SEGMENT_SEALED);
@@ -641,8 +677,10 @@ export async function decryptStream(
       if (a.out) return a.out;
       const r = await a.reply!;
       free.push(r.data);
-      outs.lend(r.out, !('failed' in r));
-      if (!('out' in r) || 'failed' in r) throw decryptFailed();
+      if (!('out' in r) || 'failed' in r) {
+        outs.lend(r.out, false);
+        throw decryptFailed();
+      }
       plainSize += r.out.byteLength;
       return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
     };
@@ -678,7 +716,7 @@ export async function decryptStream(
               const a = ahead.shift()!;
               const out = await collect(a);
               yield out;
-              if (a.out) outs.lend(a.out, true);
+              outs.lend(out, true);
             }
           }
           const n = Math.min(SEGMENT_SEALED - segFill, piece.length - off);
@@ -688,9 +726,9 @@ export async function decryptStream(
         }
       }
       while (ahead.length > 0) {
-        const a = ahead.shift()!;
-        yield await collect(a);
-        if (a.out) outs.lend(a.out, true);
+        const out = await collect(ahead.shift()!);
+        yield out;
+        outs.lend(out, true);
       }
       outs.settle();
       const out = outs.next();
@@ -717,9 +755,14 @@ export async function decryptStream(
   }
 
   try {
-    await pipeline(payload as AsyncIterable<Uint8Array>, pool ? parallelOpener : opener, output, {
-      end: opts.end ?? true,
-    });
+    await pipeline(
+      payload as AsyncIterable<Uint8Array>,
+      counted(flow, pool ? parallelOpener : opener),
+      output,
+      {
+        end: opts.end ?? true,
+      },
+    );
   } finally {
     buf.fill(0);
   }
@@ -778,26 +821,34 @@ export async function readHeader(
 }
 
 /**
- * Reads a file front to back in pieces of `pieceSize` bytes through two buffers used in turn, so
- * that reading a large file makes no garbage (issue #9: a fresh 1 MiB buffer per read, as
- * fs.createReadStream makes, is collected only after tens of MB). A piece stays valid until the
- * next-but-one is read: for consumers that copy or use each piece before asking for more, as
- * encryptStream, decryptStream and readHeader do — not for one that keeps pieces (a PassThrough).
+ * Reads a file front to back in pieces of `pieceSize` bytes through three buffers used in turn,
+ * so that reading a large file makes no garbage (issue #9: a fresh 1 MiB buffer per read, as
+ * fs.createReadStream makes, is collected only after tens of MB), and reading one piece ahead:
+ * the next read is under way while the consumer works on this piece, so reading and sealing
+ * overlap (docs/PERFORMANCE.md "perf6"). A piece stays valid until the next-but-one is handed
+ * out: for consumers that copy or use each piece before asking for more, as encryptStream,
+ * decryptStream and readHeader do — not for one that keeps pieces (a PassThrough).
  */
 export async function* readFilePieces(
   path: string,
   pieceSize = 1 << 20,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const fh = await open(path, 'r');
-  const bufs = [Buffer.allocUnsafe(pieceSize), Buffer.allocUnsafe(pieceSize)];
+  const bufs = [0, 1, 2].map(() => Buffer.allocUnsafe(pieceSize));
+  const read = (b: Buffer) => fh.read(b, 0, pieceSize, null);
+  let pending: ReturnType<typeof read> | undefined = read(bufs[0]!);
   try {
-    for (let turn = 0; ; turn ^= 1) {
-      const b = bufs[turn]!;
-      const { bytesRead } = await fh.read(b, 0, pieceSize, null);
+    for (let turn = 0; ; turn = (turn + 1) % 3) {
+      const { bytesRead } = await pending!;
+      pending = undefined;
       if (bytesRead === 0) return;
-      yield b.subarray(0, bytesRead);
+      // The buffer read next is the one handed out two pieces ago: free by the contract above.
+      pending = read(bufs[(turn + 1) % 3]!);
+      yield bufs[turn]!.subarray(0, bytesRead);
     }
   } finally {
+    // A read still under way must finish before its buffer is wiped and the file closed.
+    await pending?.catch(() => {});
     for (const b of bufs) b.fill(0);
     await fh.close();
   }

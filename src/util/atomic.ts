@@ -90,7 +90,10 @@ class FileHandleWritable extends Writable {
   readonly #path: string;
 
   constructor(fh: FileHandle, path: string) {
-    super({ highWaterMark: 1 << 16 });
+    // Room for several 1 MiB writes (appliance/stream.ts writes whole 1 MiB buffers): the
+    // producer fills the next buffer while this one is written, instead of waiting for a drain
+    // after every write (docs/PERFORMANCE.md "perf6").
+    super({ highWaterMark: 4 << 20 });
     this.#fh = fh;
     this.#path = path;
   }
