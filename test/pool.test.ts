@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
+import { colocatedWorkers } from '../src/cli/up.ts';
 import { toHex } from '../src/core/bytes.ts';
 import { chainMode } from '../src/core/chain.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
@@ -22,7 +24,7 @@ import { homMode, type ItemRef, shareSeed } from '../src/core/protocol.ts';
 import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
 import { nodeAnswer } from '../src/core/threshold.ts';
 import type { GroupJob } from '../src/manager/group-ops.ts';
-import { createGroupPool, type GroupPool } from '../src/manager/pool.ts';
+import { createGroupPool, defaultWorkers, type GroupPool } from '../src/manager/pool.ts';
 
 let pool: GroupPool;
 let inline: GroupPool;
@@ -225,4 +227,18 @@ describe('every mode on the pool', () => {
       assert.equal(open(b), toHex(encodePoint(plain2)));
     }
   });
+});
+
+test('one thread per core in all: a manager alone takes cores − 1 workers, one beside its appliance and blinders takes what is left', () => {
+  const cores = os.availableParallelism();
+  assert.equal(defaultWorkers(), Math.max(0, cores - 1));
+  // `blindfold up`: a manager and its appliance.
+  assert.equal(colocatedWorkers(2, 1, 2), 0);
+  assert.equal(colocatedWorkers(2, 1, 8), 6);
+  // 5 locations: manager, appliance, 3 blinders.
+  assert.equal(colocatedWorkers(5, 1, 8), 3);
+  // 2-of-3 threshold: three nodes and the appliance share the cores.
+  assert.equal(colocatedWorkers(4, 3, 2), 0);
+  assert.equal(colocatedWorkers(4, 3, 16), 4);
+  assert.equal(colocatedWorkers(3, 2, 1), 0);
 });

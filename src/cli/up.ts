@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Appliance, enrollAppliance, loadState, saveState } from '../appliance/appliance.ts';
@@ -37,6 +38,22 @@ export interface UpOptions {
 }
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/blindfold.mjs');
+
+/**
+ * Group workers for each manager process of a deployment that `up` runs on this one machine: one
+ * thread per core in all, every process's main thread counting as one (src/manager/pool.ts
+ * defaultWorkers is the same rule for a manager alone). The appliance, the blinders and the other
+ * managers share the cores, so on a small machine the managers run their group operations inline:
+ * measured on 2 cores with the appliance beside the manager, `--workers 0` served 1.1-1.45× the
+ * recoveries of one worker (docs/PERFORMANCE.md "perf6", `npm run bench` section [2b]).
+ */
+export function colocatedWorkers(
+  processes: number,
+  managers: number,
+  cores = os.availableParallelism(),
+): number {
+  return Math.max(0, Math.floor((cores - processes) / Math.max(1, managers)));
+}
 
 function child(
   args: string[],
@@ -114,6 +131,8 @@ export async function up(o: UpOptions) {
     // Replica i listens on port, then port+2, port+3, ... (port+1 is the appliance's).
     const ports = Array.from({ length: replicas }, (_, i) => (i === 0 ? o.port : o.port + i + 1));
     const urls = ports.map((p) => `https://127.0.0.1:${p}`);
+    // Processes on this machine: the managers, the appliance, N − 2 blinders.
+    const workers = colocatedWorkers(replicas + 1 + Math.max(0, (o.locations ?? 2) - 2), replicas);
     const startReplica = (i: number) => {
       const args = [
         'manager',
@@ -123,6 +142,8 @@ export async function up(o: UpOptions) {
         String(ports[i]),
         '--root-key-file',
         rootKeyFile,
+        '--workers',
+        String(workers),
       ];
       if (o.store) args.push('--store', o.store);
       const p = child(args, env, replicas > 1 ? `manager-${i + 1}` : 'manager');
@@ -389,6 +410,7 @@ async function upThreshold(o: UpOptions, th: { t: number; n: number }) {
         if (!existsSync(rootKeyFile)) await generateRootKeyFile(rootKeyFile);
         const args = ['manager', '--home', home, '--port', String(portOf(j))];
         args.push('--root-key-file', rootKeyFile);
+        args.push('--workers', String(colocatedWorkers(th.n + 1, th.n)));
         const { proc, url } = await childWithUrl(args, env, `node-${j}`, 'listening on ', procs);
         const caPem = await readFile(join(home, 'pki', 'ca.pem'), 'utf8');
         await waitReady(url, caPem, proc, `manager node ${j}`);
