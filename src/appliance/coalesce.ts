@@ -77,12 +77,13 @@ export function createCoalescer<Q, R>(
     if (immediate) clearImmediate(immediate);
     timer = undefined;
     immediate = undefined;
-    // What waits is split over the free slots (at least one batch, each at most maxItems): a
-    // closed group of callers (c requests answered together, each sending its next at once)
-    // would otherwise travel as one batch forever, and the two sides would take turns instead of
-    // working at once (measured, docs/PERFORMANCE.md "perf5": at concurrency 8 every batch held
-    // all 8 items and one batch was ever in flight). Split in halves, this side blinds and
-    // unblinds one half while the manager works on the other.
+    // What gathered while nothing was in flight (split: the idle sender's turn) leaves in
+    // maxInFlight batches; otherwise in batches of at most maxItems. A closed group of callers
+    // (c requests answered together, each sending its next at once) would otherwise travel as
+    // one batch forever, and the two sides would take turns instead of working at once
+    // (measured, docs/PERFORMANCE.md "perf6": at concurrency 8 every batch held all 8 items and
+    // one batch was ever in flight). Split in two, this side blinds and unblinds one half while
+    // the manager works on the other.
     const slots = split && inFlight === 0 ? maxInFlight : 1;
     const per = Math.min(maxItems, Math.ceil(queue.length / slots));
     while (queue.length > 0) {

@@ -44,8 +44,9 @@ const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/blindfol
  * thread per core in all, every process's main thread counting as one (src/manager/pool.ts
  * defaultWorkers is the same rule for a manager alone). The appliance, the blinders and the other
  * managers share the cores, so on a small machine the managers run their group operations inline:
- * measured on 2 cores with the appliance beside the manager, `--workers 0` served 1.1-1.45× the
- * recoveries of one worker (docs/PERFORMANCE.md "perf6", `npm run bench` section [2b]).
+ * measured on 2 cores with the appliance beside the manager, `--workers 0` served 1.02-1.87× the
+ * recoveries of one worker (median 1.26; 19 of 20 points of five runs, once 0.76 on a loaded
+ * machine: docs/PERFORMANCE.md "perf6", `npm run bench` section [2b]).
  */
 export function colocatedWorkers(
   processes: number,

@@ -37,9 +37,9 @@ interface Slot {
  * The default: one thread per core, the main thread counting as one, so cores − 1 workers (none
  * on a single core: the main thread does the group operations itself). The main thread is busy
  * too (TLS, HTTP, tickets, the store, the audit log: about half of a recovery's manager CPU), and
- * a worker per core on top of it oversubscribed the cores: measured on 2 cores, 2 workers cost
- * 0.1-0.2 ms more manager CPU per recovery than 1 or none, and were never faster
- * (docs/PERFORMANCE.md "perf5"). The appliance's file path keeps cores − 1 workers for the
+ * a worker per core on top of it oversubscribes the cores: measured on 2 cores (docs/
+ * PERFORMANCE.md "perf6"), 2 workers cost 0.05-0.17 ms more manager CPU per recovery than none
+ * and up to 0.09 ms more than one. The appliance's file path keeps cores − 1 workers for the
  * same reason (src/appliance/chunks.ts).
  */
 export function defaultWorkers(): number {
