@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { colocatedWorkers } from '../src/cli/up.ts';
-import { toHex } from '../src/core/bytes.ts';
+import { bytesToBig, toHex } from '../src/core/bytes.ts';
 import { chainMode } from '../src/core/chain.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
 import {
@@ -22,9 +22,11 @@ import {
 } from '../src/core/group.ts';
 import { homMode, type ItemRef, shareSeed } from '../src/core/protocol.ts';
 import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
+import { rsa } from '../src/core/schemes/rsa.ts';
 import { nodeAnswer } from '../src/core/threshold.ts';
 import type { GroupJob } from '../src/manager/group-ops.ts';
 import { createGroupPool, defaultWorkers, type GroupPool } from '../src/manager/pool.ts';
+import { nodeGeneratePrime } from '../src/platform/node-primes.ts';
 
 let pool: GroupPool;
 let inline: GroupPool;
@@ -241,4 +243,34 @@ test('one thread per core in all: a manager alone takes cores − 1 workers, one
   assert.equal(colocatedWorkers(4, 3, 2), 0);
   assert.equal(colocatedWorkers(4, 3, 16), 4);
   assert.equal(colocatedWorkers(3, 2, 1), 0);
+});
+
+test('decoded public keys kept per thread give later jobs the answers of the inline path', async () => {
+  // The worker keeps decoded public keys (group-ops.ts publicKey), keyed by scheme and bytes.
+  // Two RSA keys in turn, one job per message: RSA's answer depends on its modulus, so a key
+  // served to the wrong job, or a kept key that changed, would change the answers.
+  const keys = [0, 1].map(
+    () => rsa.generateKeyPair({ generatePrime: nodeGeneratePrime }).publicKey,
+  );
+  const js: GroupJob[] = [];
+  const want: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const publicKey = keys[i % 2]!;
+    // A full-size X_A (as Dec of a blinded concealment is): x·q must wrap around the modulus.
+    const x = bytesToBig(randomBytes(250));
+    const q = rsa.randomShare(publicKey);
+    // homMode.optAnswer's group operation, computed here with the key itself.
+    want.push(toHex(rsa.encodePlaintext(publicKey, rsa.applyShare(publicKey, x, q))));
+    js.push({
+      op: 'hom2-opt',
+      scheme: 'rsa',
+      pk: rsa.encodePublicKey(publicKey),
+      x: rsa.encodePlaintext(publicKey, x),
+      q: rsa.encodeShare(publicKey, q),
+    });
+  }
+  for (const [i, j] of js.entries()) {
+    assert.equal(toHex(await pool.run(copy(j))), want[i], `job ${i} on a worker`);
+    assert.equal(toHex(await inline.run(copy(j))), want[i], `job ${i} inline`);
+  }
 });

@@ -46,12 +46,32 @@ export interface GroupJob {
   client?: Uint8Array;
 }
 
+/**
+ * Decoded public keys, per thread: every job of an appliance and key version carries the same
+ * public key, and decoding it (point validation, 8 µs for ec-elgamal; a BigInt parse for the
+ * others) was repeated for every job. Public values only; bounded (cleared when full).
+ */
+const publicKeys = new Map<string, unknown>();
+const PUBLIC_KEYS_MAX = 1024;
+
+function publicKey<PK>(scheme: string, bytes: Uint8Array, decode: (b: Uint8Array) => PK): PK {
+  const id = `${scheme}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}`;
+  let pk = publicKeys.get(id) as PK | undefined;
+  if (pk === undefined) {
+    // A copy: `bytes` may be a view into the job's packed buffer, which is wiped after use.
+    pk = decode(bytes.slice());
+    if (publicKeys.size >= PUBLIC_KEYS_MAX) publicKeys.clear();
+    publicKeys.set(id, pk);
+  }
+  return pk;
+}
+
 /** Computes the encoded answer of a job; zeroes the job's secrets whatever happens. */
 export function runGroupJob(job: GroupJob): Uint8Array {
   try {
     if (job.op === 'threshold') return thresholdAnswer(job);
     const s = getScheme(job.scheme);
-    const pk = s.decodePublicKey(job.pk);
+    const pk = publicKey(job.scheme, job.pk, (b) => s.decodePublicKey(b));
     const q = s.decodeShare(pk, job.q);
     try {
       let y: Uint8Array;
@@ -92,7 +112,7 @@ export function runGroupJob(job: GroupJob): Uint8Array {
 /** threshold.nodeAnswer with q derived by the caller: q·c2' ‖ (q·d_j)·c1' (SPEC.md §5.6). */
 function thresholdAnswer(job: GroupJob): Uint8Array {
   if (!job.sk || !job.blinded) throw new BlindfoldError('ERR_INTERNAL', 'incomplete job');
-  const pk = ecElGamal.decodePublicKey(job.pk);
+  const pk = publicKey('ec-elgamal', job.pk, (b) => ecElGamal.decodePublicKey(b));
   const ct = ecElGamal.decodeCiphertext(pk, job.blinded);
   const q = decodeScalar(job.q, 'item share');
   const d = decodeScalar(job.sk, 'key share');
