@@ -21,7 +21,9 @@ import fc from 'fast-check';
 import { bitLength, gcd, jacobi, lcm, modInv, modPow } from '../src/core/bigint.ts';
 import { bigToBytes, bytesToBig, concat, equalBytes, u16be, u32be } from '../src/core/bytes.ts';
 import { type ErrorCode, isBlindfoldError } from '../src/core/errors.ts';
+import { encodePoint, mul } from '../src/core/group.ts';
 import { type Rng, seededRng } from '../src/core/random.ts';
+import { ecElGamal } from '../src/core/schemes/ec-elgamal.ts';
 import { gm } from '../src/core/schemes/gm.ts';
 import { getScheme, schemes } from '../src/core/schemes/index.ts';
 import { paillier } from '../src/core/schemes/paillier.ts';
@@ -562,5 +564,46 @@ describe('registry and integer keygen', () => {
     const m = 0xdeadbeefn;
     assert.equal(rsa.decrypt(secretKey, rsa.encrypt(publicKey, m)), m);
     assert.equal(bytesToBig(rsa.encodePublicKey(publicKey).subarray(-4)), 65537n);
+  });
+});
+
+describe('ec-elgamal blinding factors from the pool (batch inversion)', () => {
+  const { publicKey: pk } = ecElGamal.generateKeyPair();
+  const c = ecElGamal.encrypt(pk, ecElGamal.randomPlaintext(pk));
+
+  test('every pooled ρ unblinds what it blinded, across refills; all differ', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 100; i++) {
+      const { blind } = ecElGamal.blind(pk, c);
+      seen.add(Buffer.from(blind).toString('hex'));
+      const y = ecElGamal.randomPlaintext(pk);
+      // unblind(ρ, ρ·Y) = Y: the inverse attached to ρ is ρ⁻¹.
+      assert.ok(
+        equalBytes(encodePoint(ecElGamal.unblind(pk, blind, mul(blind, y))), encodePoint(y)),
+      );
+      ecElGamal.wipeBlind(blind);
+    }
+    assert.equal(seen.size, 100);
+  });
+
+  test('wipeBlind zeroes ρ and forgets its inverse; a seeded stream draws ρ as before', () => {
+    const { blind } = ecElGamal.blind(pk, c);
+    ecElGamal.wipeBlind(blind);
+    assert.ok(blind.every((b) => b === 0));
+    // No inverse is attached any more: unblinding falls back to inverting, which refuses zero.
+    assert.throws(
+      () => ecElGamal.unblind(pk, blind, ecElGamal.randomPlaintext(pk)),
+      (e: unknown) => isBlindfoldError(e) && e.code === 'ERR_IDENTITY',
+    );
+    const seed = new Uint8Array(32).fill(7);
+    const a = ecElGamal.blind(pk, c, seededRng(seed));
+    const b = ecElGamal.blind(pk, c, seededRng(seed));
+    assert.ok(equalBytes(a.blind, b.blind));
+    assert.ok(
+      equalBytes(
+        ecElGamal.encodeCiphertext(pk, a.ciphertext),
+        ecElGamal.encodeCiphertext(pk, b.ciphertext),
+      ),
+    );
   });
 });

@@ -1199,7 +1199,8 @@ export class Appliance {
     try {
       return unblindForClient(answer, rho, U);
     } finally {
-      if (ks.mode === 'hom2') zeroize(rho);
+      // wipeBlind, not just zeroize: a pooled ρ has its inverse attached (ec-elgamal.ts).
+      if (ks.mode === 'hom2') getScheme(ks.scheme).wipeBlind(rho);
     }
   }
 

@@ -38,6 +38,7 @@ import {
   type Scalar,
   scalarFromWide,
   scalarInvert,
+  scalarMul,
   sub,
   WIDE_BYTES,
 } from '../group.ts';
@@ -57,6 +58,53 @@ export type EcShare = Scalar;
 export type EcBlind = Scalar;
 
 export const EC_CIPHERTEXT_BYTES = 2 * POINT_BYTES;
+
+/**
+ * Blinding factors ρ with their inverses, made BLIND_BATCH at a time (issue #9). Unblinding needs
+ * ρ⁻¹, and one inversion in Z_ℓ costs ~38 µs in libsodium's WASM build (a third of a scalar
+ * multiplication, ~7 % of an appliance's hom2 recovery); Montgomery's batch inversion gives n
+ * inverses for one inversion and 3(n − 1) products (~0.7 µs each). Only for fresh randomness
+ * (the system RNG): a seeded stream (test vectors, hom2-opt's β_A) draws ρ as before, so the
+ * bytes it produces do not change.
+ *
+ * A pair is handed out once and forgotten here; its inverse stays attached to that ρ (`inverses`)
+ * until unblinding takes it or `wipeBlind` zeroes both. What waits in the pool is future
+ * blinding factors, as secret as the ρ of a request in flight and held by the same process.
+ */
+const BLIND_BATCH = 32;
+const spare: { rho: Scalar; inv: Scalar }[] = [];
+const inverses = new WeakMap<Uint8Array, Scalar>();
+
+function pooledBlind(): Scalar {
+  if (spare.length === 0) {
+    const rhos = Array.from({ length: BLIND_BATCH }, () => randomScalar());
+    // prefix[i] = ρ_0 · … · ρ_i; then walk back from (ρ_0 · … · ρ_{n−1})⁻¹.
+    const prefix: Scalar[] = [rhos[0]!];
+    for (let i = 1; i < rhos.length; i++) prefix.push(scalarMul(prefix[i - 1]!, rhos[i]!));
+    let acc = scalarInvert(prefix[rhos.length - 1]!);
+    for (let i = rhos.length - 1; i >= 0; i--) {
+      const inv = i === 0 ? acc : scalarMul(acc, prefix[i - 1]!);
+      if (i > 0) {
+        const next = scalarMul(acc, rhos[i]!);
+        zeroize(acc);
+        acc = next;
+      }
+      spare.push({ rho: rhos[i]!, inv });
+    }
+    zeroize(...prefix.slice(1)); // prefix[0] is ρ_0 itself, now in the pool
+  }
+  const { rho, inv } = spare.pop()!;
+  inverses.set(rho, inv);
+  return rho;
+}
+
+/** ρ⁻¹: the pooled inverse if ρ came from the pool (taken once), else computed. */
+function inverseOfBlind(rho: Scalar): Scalar {
+  const inv = inverses.get(rho);
+  if (inv === undefined) return scalarInvert(rho);
+  inverses.delete(rho);
+  return inv;
+}
 
 const ID = 'ec-elgamal';
 const FINGERPRINT_LABEL = utf8(`blindfold/v1/fingerprint/${ID}`);
@@ -209,13 +257,13 @@ export const ecElGamal: HomomorphicScheme<
     c: EcCiphertext,
     rng: Rng = systemRng,
   ): BlindResult<EcCiphertext, EcBlind> {
-    const rho = randomScalar(rng);
+    const rho = rng === systemRng ? pooledBlind() : randomScalar(rng);
     return { ciphertext: { c1: mul(rho, c.c1), c2: mul(rho, c.c2) }, blind: rho };
   },
 
   /** ρ⁻¹·Y: from q·ρ·M back to q·M. */
   unblind(_pk: EcPublicKey, b: EcBlind, y: EcPlaintext): EcPlaintext {
-    const rhoInv = scalarInvert(b);
+    const rhoInv = inverseOfBlind(b);
     try {
       return mul(rhoInv, y);
     } finally {
@@ -225,11 +273,16 @@ export const ecElGamal: HomomorphicScheme<
 
   /** ρ⁻¹ computed once (a scalar inversion costs ~0.6 scalar mults in libsodium's WASM build). */
   unblinder(_pk: EcPublicKey, b: EcBlind): (y: EcPlaintext) => EcPlaintext {
-    const rhoInv = scalarInvert(b);
+    const rhoInv = inverseOfBlind(b);
     return (y) => mul(rhoInv, y);
   },
 
   wipeBlind(b: EcBlind): void {
+    const inv = inverses.get(b);
+    if (inv !== undefined) {
+      inverses.delete(b);
+      zeroize(inv);
+    }
     zeroize(b);
   },
 
@@ -301,7 +354,7 @@ export const ecElGamal: HomomorphicScheme<
     },
     /** (ρ⁻¹·c1, ρ⁻¹·c2) = Enc_B(M), then fresh randomness so the key holder cannot link it. */
     unblindCiphertext(pkTarget: EcPublicKey, b: EcBlind, c: EcCiphertext, rng: Rng = systemRng) {
-      const inv = scalarInvert(b);
+      const inv = inverseOfBlind(b);
       try {
         return ecElGamal.rerandomize(pkTarget, { c1: mul(inv, c.c1), c2: mul(inv, c.c2) }, rng);
       } finally {
