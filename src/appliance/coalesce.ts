@@ -131,7 +131,9 @@ export function createCoalescer<Q, R>(
 
   const schedule = () => {
     if (queue.length >= maxItems) {
-      dispatch();
+      // A full batch leaves now; split too if nothing is in flight (a closed group of maxItems
+      // callers or more would otherwise travel as one full batch forever).
+      dispatch(true);
       return;
     }
     if (inFlight < maxInFlight) {
