@@ -13,6 +13,8 @@
  * segment whose tag fails is zeroed and never returned.
  */
 import os from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { BlindfoldError } from '../core/errors.ts';
 import {
@@ -110,6 +112,31 @@ parentPort.on('message', (m) => {
 });
 parentPort.postMessage({ ready: true });
 `;
+
+/**
+ * The calling thread's share of the same garbage: when it seals or opens segments itself (the
+ * workers being busy), node:crypto makes a fresh buffer per chunk on this thread too, and the
+ * peak of a 1 GB stream rose to 141-146 MB of the 150 MB bound (docs/PERFORMANCE.md "perf6").
+ * So the calling thread, too, runs a minor collection (scavenge) every WORKER_GC_BYTES it seals
+ * or opens itself, as the workers do.
+ */
+let localSince = 0;
+type MinorGc = (o: { type: 'minor' }) => void;
+let minorGc: MinorGc | undefined;
+function collectLocalGarbage(bytes: number): void {
+  localSince += bytes;
+  if (localSince < WORKER_GC_BYTES) return;
+  localSince = 0;
+  if (!minorGc) {
+    const g = (globalThis as { gc?: unknown }).gc;
+    if (typeof g === 'function') minorGc = g as MinorGc;
+    else {
+      setFlagsFromString('--expose-gc');
+      minorGc = runInNewContext('gc') as MinorGc;
+    }
+  }
+  minorGc({ type: 'minor' });
+}
 
 /** A worker collects its garbage after sealing or opening this many bytes (see WORKER_SOURCE). */
 const WORKER_GC_BYTES = 8 << 20;
@@ -261,6 +288,7 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
           localSegments++;
           doneSegments++;
           doneBytes += bytes;
+          collectLocalGarbage(bytes);
         },
         end() {
           key.fill(0);
