@@ -304,6 +304,103 @@ function atWorkers(ahead: Ahead[]): number {
  */
 const LOCAL_AHEAD = 2;
 
+/** What encryptStream and decryptStream tell the shared parallel path (segmentsInOrder). */
+interface SegmentStage {
+  pool: ChunkPool;
+  outs: OutRing;
+  /** Bytes of a full input segment: SEGMENT_PLAIN to seal, SEGMENT_SEALED to open. */
+  inSize: number;
+  /** Hands a full segment to a worker (the caller numbers its chunks and counts them). */
+  toWorker(seg: Uint8Array, out: Uint8Array | undefined): Promise<ChunkReply>;
+  /** Seals or opens a full segment on this thread into `out` (throws on a bad tag). */
+  here(seg: Uint8Array, out: Buffer): void;
+  /** A worker's result came back: count it. */
+  collected?(out: Uint8Array): void;
+  /** The error for a segment a worker could not seal or open. */
+  failed(): Error;
+}
+
+/**
+ * The parallel path of both directions (issue #9): the input is cut into segments of `inSize`
+ * bytes; a full segment with more input after it (so it holds no final chunk, SPEC.md §6) goes to
+ * a worker, or to this thread when the workers have `window` segments in flight (so every core
+ * runs AES); results are yielded in order, at most window + LOCAL_AHEAD segments in flight
+ * (constant memory), each output buffer lent back to the ring once handed on. Returns the last
+ * segment (full or not, with the final chunk) for the caller to finish on this thread; from then
+ * on the caller owns it. Segment buffers that come back from the workers are reused, and wiped
+ * when the stream ends; a result not yet written when an error ends the stream is wiped.
+ */
+async function* segmentsInOrder(
+  source: AsyncIterable<unknown>,
+  st: SegmentStage,
+): AsyncGenerator<Buffer, { seg: Uint8Array; fill: number }> {
+  const { pool, outs, inSize } = st;
+  const free: Uint8Array[] = [];
+  const ahead: Ahead[] = [];
+  const maxAhead = pool.window + LOCAL_AHEAD;
+  let seg: Uint8Array = new Uint8Array(inSize);
+  let fill = 0;
+  let handedOver = false;
+  const collect = async (a: Ahead): Promise<Buffer> => {
+    if (a.out) return a.out;
+    const r = await a.reply!;
+    free.push(r.data); // zeroed by the worker after sealing; reused for a later segment
+    if (!('out' in r) || 'failed' in r) {
+      outs.lend(r.out, false);
+      throw st.failed();
+    }
+    st.collected?.(r.out);
+    return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
+  };
+  try {
+    for await (const raw of source) {
+      const piece = asBytes(raw);
+      let off = 0;
+      while (off < piece.length) {
+        if (fill === inSize) {
+          // A full segment with more bytes after it holds no final chunk.
+          outs.settle();
+          if (atWorkers(ahead) < pool.window) {
+            ahead.push(aheadOf(st.toWorker(seg, outs.take())));
+            seg = free.pop() ?? new Uint8Array(inSize);
+          } else {
+            // The workers have enough to do: this thread takes the segment itself. On a bad
+            // tag `out` is wiped below (finally), never written.
+            const out = outs.next();
+            ahead.push({ out, ready: true });
+            st.here(seg, out);
+          }
+          fill = 0;
+          // Write what is ready, in order; wait for the oldest only when too much is in flight.
+          while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
+            const out = await collect(ahead.shift()!);
+            yield out;
+            outs.lend(out, true);
+          }
+        }
+        const n = Math.min(inSize - fill, piece.length - off);
+        seg.set(piece.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+      }
+    }
+    while (ahead.length > 0) {
+      const out = await collect(ahead.shift()!);
+      yield out;
+      outs.lend(out, true);
+    }
+    handedOver = true;
+    return { seg, fill };
+  } finally {
+    for (const a of ahead) {
+      a.reply?.catch(() => {}); // abandoned on error: settle quietly
+      a.out?.fill(0); // done here, not written (an error came first)
+    }
+    if (!handedOver) seg.fill(0);
+    for (const f of free) f.fill(0);
+  }
+}
+
 export interface EncryptStreamOptions {
   /** The encoded header (sealFileHeader). Written first, unchanged. */
   header: Uint8Array;
@@ -416,85 +513,44 @@ export async function encryptStream(
     const pk = payloadKey(opts.dek, opts.fileNonce);
     const session = pool!.session(pk);
     zeroize(pk);
-    const free: Uint8Array[] = [];
     const outs = new OutRing(output, SEGMENT_SEALED, flow);
-    const ahead: Ahead[] = [];
-    const maxAhead = pool!.window + LOCAL_AHEAD;
-    let seg: Uint8Array = new Uint8Array(SEGMENT_PLAIN);
-    let segFill = 0;
-    const collect = async (a: Ahead): Promise<Buffer> => {
-      if (a.out) return a.out;
-      const r = await a.reply!;
-      free.push(r.data); // zeroed by the worker: reused for a later segment
-      if (!('out' in r) || 'failed' in r) {
-        outs.lend(r.out, false);
-        throw new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed');
-      }
-      return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
-    };
+    let seg: Uint8Array | undefined;
     try {
       yield Buffer.from(opts.header);
-      for await (const raw of source) {
-        const piece = asBytes(raw);
-        let off = 0;
-        while (off < piece.length) {
-          if (segFill === SEGMENT_PLAIN) {
-            // A full segment with more bytes after it holds no final chunk.
-            outs.settle();
-            if (atWorkers(ahead) < pool!.window) {
-              ahead.push(aheadOf(session.run('seal', index, seg, SEGMENT_CHUNKS, outs.take())));
-              index += SEGMENT_CHUNKS;
-              plainSize += SEGMENT_PLAIN;
-              fileSize += SEGMENT_SEALED;
-              seg = free.pop() ?? new Uint8Array(SEGMENT_PLAIN);
-            } else {
-              // The workers have enough to do: this thread seals the segment itself.
-              const out = outs.next();
-              for (let k = 0; k < SEGMENT_CHUNKS; k++) {
-                sealInto(
-                  seg.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE),
-                  false,
-                  out,
-                  k * SEALED_CHUNK_SIZE,
-                );
-              }
-              session.local(SEGMENT_PLAIN);
-              ahead.push({ out, ready: true });
-            }
-            segFill = 0;
-            // Write what is ready, in order; wait for the oldest only when too much is in flight.
-            while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
-              const a = ahead.shift()!;
-              const out = await collect(a);
-              yield out;
-              outs.lend(out, true);
-            }
+      const last = yield* segmentsInOrder(source, {
+        pool: pool!,
+        outs,
+        inSize: SEGMENT_PLAIN,
+        toWorker: (data, out) => {
+          const reply = session.run('seal', index, data, SEGMENT_CHUNKS, out);
+          index += SEGMENT_CHUNKS;
+          plainSize += SEGMENT_PLAIN;
+          fileSize += SEGMENT_SEALED;
+          return reply;
+        },
+        here: (data, out) => {
+          for (let k = 0; k < SEGMENT_CHUNKS; k++) {
+            const chunk = data.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
+            sealInto(chunk, false, out, k * SEALED_CHUNK_SIZE);
           }
-          const n = Math.min(SEGMENT_PLAIN - segFill, piece.length - off);
-          seg.set(piece.subarray(off, off + n), segFill);
-          segFill += n;
-          off += n;
-        }
-      }
-      while (ahead.length > 0) {
-        const out = await collect(ahead.shift()!);
-        yield out;
-        outs.lend(out, true);
-      }
+          session.local(SEGMENT_PLAIN);
+        },
+        failed: () => new BlindfoldError('ERR_INTERNAL', 'sealing a segment failed'),
+      });
+      seg = last.seg;
       outs.settle();
       const out = outs.next();
       let outFill = 0;
       for (let o = 0; ; o += CHUNK_SIZE) {
-        const last = o + CHUNK_SIZE >= segFill;
-        outFill += sealInto(seg.subarray(o, Math.min(o + CHUNK_SIZE, segFill)), last, out, outFill);
-        if (last) break;
+        const isLast = o + CHUNK_SIZE >= last.fill;
+        const chunk = seg.subarray(o, Math.min(o + CHUNK_SIZE, last.fill));
+        outFill += sealInto(chunk, isLast, out, outFill);
+        if (isLast) break;
       }
       yield out.subarray(0, outFill);
     } finally {
-      for (const a of ahead) a.reply?.catch(() => {}); // abandoned on error: settle quietly
       session.end();
-      seg.fill(0);
-      for (const f of free) f.fill(0);
+      seg?.fill(0);
     }
   }
 
@@ -667,89 +723,48 @@ export async function decryptStream(
     const pk = payloadKey(opts.dek, opts.fileNonce);
     const session = pool!.session(pk);
     zeroize(pk);
-    const free: Uint8Array[] = [];
     const outs = new OutRing(output, SEGMENT_PLAIN, flow);
-    const ahead: Ahead[] = [];
-    const maxAhead = pool!.window + LOCAL_AHEAD;
-    let seg: Uint8Array = new Uint8Array(SEGMENT_SEALED);
-    let segFill = 0;
-    const collect = async (a: Ahead): Promise<Buffer> => {
-      if (a.out) return a.out;
-      const r = await a.reply!;
-      free.push(r.data);
-      if (!('out' in r) || 'failed' in r) {
-        outs.lend(r.out, false);
-        throw decryptFailed();
-      }
-      plainSize += r.out.byteLength;
-      return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
-    };
+    let seg: Uint8Array | undefined;
+    let tail: Buffer | undefined;
     try {
-      for await (const raw of source) {
-        const piece = asBytes(raw);
-        let off = 0;
-        while (off < piece.length) {
-          if (segFill === SEGMENT_SEALED) {
-            outs.settle();
-            if (atWorkers(ahead) < pool!.window) {
-              ahead.push(aheadOf(session.run('open', index, seg, SEGMENT_CHUNKS, outs.take())));
-              index += SEGMENT_CHUNKS;
-              seg = free.pop() ?? new Uint8Array(SEGMENT_SEALED);
-            } else {
-              // The workers have enough to do: this thread opens the segment itself.
-              const out = outs.next();
-              const a: Ahead = { out, ready: true };
-              ahead.push(a);
-              for (let k = 0; k < SEGMENT_CHUNKS; k++) {
-                // On ERR_DECRYPT, `out` is wiped below (finally), never written.
-                openInto(
-                  seg.subarray(k * SEALED_CHUNK_SIZE, (k + 1) * SEALED_CHUNK_SIZE),
-                  out,
-                  k * CHUNK_SIZE,
-                );
-              }
-              session.local(SEGMENT_SEALED);
-            }
-            segFill = 0;
-            // Write what is ready, in order; wait for the oldest only when too much is in flight.
-            while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
-              const a = ahead.shift()!;
-              const out = await collect(a);
-              yield out;
-              outs.lend(out, true);
-            }
+      const last = yield* segmentsInOrder(source, {
+        pool: pool!,
+        outs,
+        inSize: SEGMENT_SEALED,
+        toWorker: (data, out) => {
+          const reply = session.run('open', index, data, SEGMENT_CHUNKS, out);
+          index += SEGMENT_CHUNKS;
+          return reply;
+        },
+        here: (data, out) => {
+          for (let k = 0; k < SEGMENT_CHUNKS; k++) {
+            const chunk = data.subarray(k * SEALED_CHUNK_SIZE, (k + 1) * SEALED_CHUNK_SIZE);
+            openInto(chunk, out, k * CHUNK_SIZE);
           }
-          const n = Math.min(SEGMENT_SEALED - segFill, piece.length - off);
-          seg.set(piece.subarray(off, off + n), segFill);
-          segFill += n;
-          off += n;
-        }
-      }
-      while (ahead.length > 0) {
-        const out = await collect(ahead.shift()!);
-        yield out;
-        outs.lend(out, true);
-      }
+          session.local(SEGMENT_SEALED);
+        },
+        collected: (out) => {
+          plainSize += out.byteLength;
+        },
+        failed: decryptFailed,
+      });
+      seg = last.seg;
       outs.settle();
-      const out = outs.next();
-      ahead.push({ out, ready: true }); // wiped below if this fails
+      tail = outs.next();
       let outFill = 0;
       let o = 0;
       // A full sealed chunk with more bytes after it cannot be the final chunk.
-      for (; segFill - o > SEALED_CHUNK_SIZE; o += SEALED_CHUNK_SIZE) {
-        outFill += openInto(seg.subarray(o, o + SEALED_CHUNK_SIZE), out, outFill);
+      for (; last.fill - o > SEALED_CHUNK_SIZE; o += SEALED_CHUNK_SIZE) {
+        outFill += openInto(seg.subarray(o, o + SEALED_CHUNK_SIZE), tail, outFill);
       }
-      outFill += finalInto(Buffer.from(seg.buffer, o, segFill - o), out, outFill);
-      ahead.length = 0;
+      outFill += finalInto(Buffer.from(seg.buffer, o, last.fill - o), tail, outFill);
+      const out = tail;
+      tail = undefined; // verified: it may be written
       if (outFill > 0) yield out.subarray(0, outFill);
     } finally {
-      for (const a of ahead) {
-        a.reply?.catch(() => {});
-        a.out?.fill(0); // opened here, not written (an error came first)
-      }
+      tail?.fill(0); // opened here, not written (an error came first)
       session.end();
-      seg.fill(0);
-      for (const f of free) f.fill(0);
+      seg?.fill(0);
       outs.wipe(); // recycled plaintext buffers
     }
   }
