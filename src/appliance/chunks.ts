@@ -13,8 +13,6 @@
  * segment whose tag fails is zeroed and never returned.
  */
 import os from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { BlindfoldError } from '../core/errors.ts';
 import {
@@ -24,6 +22,7 @@ import {
   SEALED_CHUNK_SIZE,
   TAG_SIZE,
 } from '../core/format.ts';
+import { collectStreamGarbage, GARBAGE_BYTES, keepFreedMemory } from '../util/memory.ts';
 
 export interface ChunkJob {
   id: number;
@@ -113,39 +112,11 @@ parentPort.on('message', (m) => {
 parentPort.postMessage({ ready: true });
 `;
 
-/**
- * The calling thread's share of the same garbage: when it seals or opens segments itself (the
- * workers being busy), node:crypto makes a fresh buffer per chunk on this thread too, and the
- * peak of a 1 GB stream rose to 141-146 MB of the 150 MB bound (docs/PERFORMANCE.md "perf6").
- * So the calling thread, too, runs a minor collection (scavenge) every WORKER_GC_BYTES it seals
- * or opens itself, as the workers do.
- */
-let localSince = 0;
-type MinorGc = (o: { type: 'minor' }) => void;
-let minorGc: MinorGc | undefined;
-function collectLocalGarbage(bytes: number): void {
-  localSince += bytes;
-  if (localSince < WORKER_GC_BYTES) return;
-  localSince = 0;
-  if (!minorGc) {
-    const g = (globalThis as { gc?: unknown }).gc;
-    if (typeof g === 'function') minorGc = g as MinorGc;
-    else {
-      setFlagsFromString('--expose-gc');
-      minorGc = runInNewContext('gc') as MinorGc;
-    }
-  }
-  minorGc({ type: 'minor' });
-}
-
-/** A worker collects its garbage after sealing or opening this many bytes (see WORKER_SOURCE). */
-const WORKER_GC_BYTES = 8 << 20;
-
 function startChunkWorker(): Promise<Worker> {
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE, gcBytes: WORKER_GC_BYTES },
+      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE, gcBytes: GARBAGE_BYTES },
       // A worker holds two segments at a time and a KeyObject: a small heap is plenty.
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
     });
@@ -210,6 +181,8 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'workers must be an integer from 1 to 256');
   }
+  // The workers' collections free ~8 MiB at a time: keep it for reuse (util/memory.ts).
+  await keepFreedMemory();
   const slots = await Promise.all(
     Array.from({ length: workers }, async () => {
       const worker = await startChunkWorker();
@@ -288,7 +261,8 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
           localSegments++;
           doneSegments++;
           doneBytes += bytes;
-          collectLocalGarbage(bytes);
+          // node:crypto's per-chunk buffers on this thread too (util/memory.ts)
+          collectStreamGarbage(bytes);
         },
         end() {
           key.fill(0);

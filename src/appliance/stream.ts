@@ -52,6 +52,7 @@ import {
 } from '../core/format.ts';
 import { type Rng, systemRng } from '../core/random.ts';
 import { RELEASES_WRITTEN_CHUNKS } from '../util/atomic.ts';
+import { collectStreamGarbage, keepFreedMemory } from '../util/memory.ts';
 import {
   type ChunkPool,
   type ChunkReply,
@@ -438,6 +439,7 @@ export async function encryptStream(
   if (!equalBytes(decoded.fields.fileNonce, opts.fileNonce)) {
     throw new BlindfoldError('ERR_INVALID_ARGUMENT', "fileNonce does not match the header's");
   }
+  await keepFreedMemory(); // per-chunk garbage: reuse freed pages (util/memory.ts)
   const key = payloadKeyObject(opts.dek, opts.fileNonce);
   const buf = Buffer.allocUnsafe(CHUNK_SIZE);
   const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
@@ -485,6 +487,7 @@ export async function encryptStream(
         if (whole) {
           outFill += sealInto(whole, false, out, outFill);
           if (outFill === out.length) {
+            collectStreamGarbage(outFill); // node:crypto's buffer per chunk (util/memory.ts)
             yield out;
             outs.lend(out, true);
             outs.settle();
@@ -640,6 +643,7 @@ export async function decryptStream(
   output: Writable,
   opts: DecryptStreamOptions,
 ): Promise<{ plainSize: number }> {
+  await keepFreedMemory(); // per-chunk garbage: reuse freed pages (util/memory.ts)
   const key = payloadKeyObject(opts.dek, opts.fileNonce);
   const buf = Buffer.allocUnsafe(SEALED_CHUNK_SIZE);
   const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
@@ -690,6 +694,7 @@ export async function decryptStream(
           if (sealed) {
             outFill += openInto(sealed, out, outFill);
             if (outFill === out.length) {
+              collectStreamGarbage(outFill); // node:crypto's buffer per chunk (util/memory.ts)
               yield out;
               outs.lend(out, true);
               outs.settle();
