@@ -65,7 +65,7 @@ let kept: Promise<void> | undefined;
 
 /**
  * Frees one KEEP_FREED_BLOCK block so that glibc keeps freed memory for reuse (see above). Once
- * per process (the thresholds are process-wide, worker threads included); resolves once the
+ * per process, at load (below; the thresholds are process-wide, worker threads included); resolves once the
  * block is freed (V8 frees array buffers after a collection, possibly on a background thread:
  * polled for at most 250 ms, after which it resolves anyway; the effect is only speed).
  */
@@ -84,3 +84,9 @@ export function keepFreedMemory(): Promise<void> {
   })();
   return kept;
 }
+
+// At load, while the heap is small: the block must come from mmap for glibc to raise the
+// thresholds when it is freed, and once a heap holds a free region of 16 MiB (after a large
+// collection, say) malloc serves the block from there instead and nothing changes. The bench
+// process showed it: called only when its first stream started, the trim threshold stayed low.
+void keepFreedMemory();
