@@ -2,13 +2,14 @@
  * Child process of test/memory.test.ts. Makes the garbage the file path makes (a node:crypto
  * AES-GCM output buffer per 64 KiB chunk, a minor collection every 8 MiB, as src/util/memory.ts
  * and the chunk workers do), on the main thread and on a worker thread, and prints the minor page
- * faults per MiB of it as JSON {main, worker}. With argv[2] = 'keep' it first calls
- * keepFreedMemory(); with 'plain' it does not (the control). A fresh process each time: malloc's
+ * faults per MiB of it as JSON {main, worker}. With argv[2] = 'keep' it loads util/memory.ts
+ * (which calls keepFreedMemory() as it loads); with 'plain' it does not (the control). A fresh process each time: malloc's
  * thresholds are process-wide and only ever rise.
  */
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
-import { GARBAGE_BYTES, keepFreedMemory, minorCollection } from '../../src/util/memory.ts';
 
 const CYCLES = 32;
 
@@ -34,7 +35,19 @@ function measure(collect, garbageBytes, cycles) {
 }
 `;
 
-if (process.argv[2] === 'keep') await keepFreedMemory();
+// util/memory.ts raises the threshold as it loads: the control must not load it at all.
+const keep = process.argv[2] === 'keep';
+let GARBAGE_BYTES = 8 << 20; // util/memory.ts GARBAGE_BYTES
+let minorCollection = () => {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as (o: { type: 'minor' }) => void)({ type: 'minor' });
+};
+if (keep) {
+  const memory = await import('../../src/util/memory.ts');
+  await memory.keepFreedMemory();
+  GARBAGE_BYTES = memory.GARBAGE_BYTES;
+  minorCollection = memory.minorCollection;
+}
 const measure = new Function('require', `${LOOP}; return measure;`)(
   createRequire(import.meta.url),
 ) as (collect: () => void, garbageBytes: number, cycles: number) => number;
