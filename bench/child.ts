@@ -6,6 +6,8 @@
  *   aes-seal <ms> | aes-open <ms>   the same with lib.ts rawAes: {rate} in MB/s.
  *   probe             like scalarmult, but stays: each "go <ms>" line on stdin runs once more and
  *                     prints {rate}; one per core measures the limit next to each load point.
+ *   mem <bytes>       memory → null (lib.ts memoryToNull), serial and parallel, in this fresh process:
+ *                     prints {serial, parallel: {seal, open: {mbs, cpuPerGB, faultsPerMiB}}, workers}.
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream, and prints
  *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB, streamPeakKiB}
@@ -24,7 +26,7 @@ import {
   readHeader,
 } from '../src/appliance/stream.ts';
 import { fromB64u } from '../src/core/bytes.ts';
-import { rawAes, scalarMultLoop } from './lib.ts';
+import { memoryToNull, rawAes, scalarMultLoop } from './lib.ts';
 
 const baselineMaxRssKiB = process.resourceUsage().maxRSS;
 
@@ -114,6 +116,17 @@ async function main(): Promise<void> {
     await waitForGo();
     const rate = rawAes(dir, Number(process.argv[3] ?? 1000));
     process.stdout.write(`${JSON.stringify({ rate })}\n`);
+    return;
+  }
+  if (job === 'mem') {
+    // memory → null in a process of its own, as the CLI runs a file and as the AES limit is
+    // measured: serial, then with the pool the CLI uses (chunks.ts defaultWorkers).
+    const bytes = Number(process.argv[3] ?? 128e6);
+    const serial = await memoryToNull(bytes, undefined);
+    const pool = await createChunkPool();
+    const parallel = await memoryToNull(bytes, pool);
+    await pool.close();
+    process.stdout.write(`${JSON.stringify({ serial, parallel, workers: pool.size })}\n`);
     return;
   }
   if (job === 'encrypt' || job === 'decrypt') {

@@ -1,6 +1,11 @@
 /** Measurement helpers shared by bench/run.ts and bench/child.ts. */
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { ChunkPool } from '../src/appliance/chunks.ts';
+import { decryptStream, encryptStream, sealFileHeader } from '../src/appliance/stream.ts';
+import { freshFileSecrets } from '../src/core/format.ts';
 import { mul, randomPoint, randomScalar } from '../src/core/group.ts';
+import { RELEASES_WRITTEN_CHUNKS } from '../src/util/atomic.ts';
 
 /**
  * crypto_scalarmult_ristretto255 (through group.ts `mul`) on one core for `ms` milliseconds:
@@ -62,4 +67,95 @@ export function rawAes(direction: 'seal' | 'open', ms: number): number {
     now = performance.now();
   }
   return bytes / 1e6 / ((now - t0) / 1000);
+}
+
+/** One direction of a memory → null run: MB/s, and what it cost whatever the wall clock says. */
+export interface MemoryRun {
+  mbs: number;
+  /** CPU of every thread of the process, seconds per GB. */
+  cpuPerGB: number;
+  /** Minor page faults per MiB (perf7: freed pages faulted in again). */
+  faultsPerMiB: number;
+}
+
+/**
+ * encryptStream and decryptStream from memory to a destination that drops what it gets (marked
+ * RELEASES_WRITTEN_CHUNKS, as a file destination is, so the stream recycles its output buffers):
+ * the crypto path without the disk. Seals `bytes` from one random 1 MiB piece repeated; opens a
+ * 64 MB sealed sample repeatedly up to `bytes`. Each direction is warmed up first (JIT in this
+ * thread and in the workers).
+ */
+export async function memoryToNull(
+  bytes: number,
+  parallel: ChunkPool | undefined,
+): Promise<{ seal: MemoryRun; open: MemoryRun }> {
+  const { dek, fileNonce } = freshFileSecrets();
+  const header = sealFileHeader(
+    {
+      scheme: 1,
+      mode: 1,
+      keyring: 'bench',
+      masterVersion: 1,
+      managerKeyVersion: 1,
+      itemId: randomBytes(16),
+      itemData: new Uint8Array(0),
+      ticket: new Uint8Array(0),
+      fileNonce,
+    },
+    randomBytes(32),
+    dek,
+  );
+  const piece = randomBytes(1 << 20);
+  function* plain(total: number): Generator<Buffer> {
+    for (let done = 0; done < total; done += piece.length) {
+      yield done + piece.length <= total ? piece : piece.subarray(0, total - done);
+    }
+  }
+  const sink = (keep?: Buffer[]) => {
+    const w = new Writable({
+      highWaterMark: 1 << 22,
+      write(chunk: Buffer, _enc, cb) {
+        keep?.push(chunk);
+        cb();
+      },
+    });
+    if (!keep) Object.defineProperty(w, RELEASES_WRITTEN_CHUNKS, { value: true });
+    return w;
+  };
+  const sampleBytes = 64e6;
+  const parts: Buffer[] = [];
+  await encryptStream(plain(sampleBytes), sink(parts), { header, dek, fileNonce });
+  const sealed = Buffer.concat(parts).subarray(header.length);
+  parts.length = 0;
+  const open = async (total: number) => {
+    for (let done = 0; done < total; done += sampleBytes) {
+      await decryptStream(
+        (function* () {
+          for (let o = 0; o < sealed.length; o += 1 << 20) yield sealed.subarray(o, o + (1 << 20));
+        })(),
+        sink(),
+        { dek, fileNonce, parallel },
+      );
+    }
+    return Math.ceil(total / sampleBytes) * sampleBytes;
+  };
+  const seal = async (total: number) => {
+    await encryptStream(plain(total), sink(), { header, dek, fileNonce, parallel });
+    return total;
+  };
+  const measure = async (run: (total: number) => Promise<number>): Promise<MemoryRun> => {
+    await run(sampleBytes); // warm-up
+    const c0 = process.cpuUsage();
+    const f0 = process.resourceUsage().minorPageFault;
+    const t0 = performance.now();
+    const done = await run(bytes);
+    const ms = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return {
+      mbs: done / 1e6 / (ms / 1000),
+      cpuPerGB: ((c.user + c.system) / 1e6) * (1e9 / done),
+      faultsPerMiB: ((process.resourceUsage().minorPageFault - f0) * 2 ** 20) / done,
+    };
+  };
+  return { seal: await measure(seal), open: await measure(open) };
 }

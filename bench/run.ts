@@ -23,15 +23,16 @@
  *      The targets (≥ 0.60 single, ≥ 0.85 coalesced, at concurrency 8) are checked on raw and eff;
  *   3. recovery p50 (hom2, concurrency 1) with 10^3 and with 10^6 items in the manager's SQLite
  *      store, and the store's bytes per protected item and per audit entry (SQLite dbstat);
- *   4. files: encryptStream / decryptStream memory → null (the crypto path) against raw
- *      AES-256-GCM of node:crypto on 64 KiB chunks with one process per core at once, and file →
- *      file against a plain file copy (the I/O path) and against the same AES limit;
+ *   4. files: encryptStream / decryptStream memory → null (the crypto path; in a fresh child
+ *      process, as the limit, and again in this process) against raw AES-256-GCM of node:crypto
+ *      on 64 KiB chunks with one process per core at once, and file → file against a plain file
+ *      copy (the I/O path) and against the same AES limit;
  *   5. peak RSS of a child process that encrypts (and one that decrypts) a file;
  *   6. cluster (bench/cluster.ts) and 7. scale-out (bench/replicas.ts), 8. N locations
  *      (bench/locations.ts), 9. KMS API (bench/kms.ts): their own lines, their results in the JSON.
  *
- * Default: short (1.5 s per load point, concurrency 1, 8, 32; 256 MB files; aimed at two minutes
- * on an idle machine, 3-4 minutes measured on a loaded one, docs/PERFORMANCE.md). `--full`: 8 s per point, concurrency up to 64, 1 GB files. Overrides: `--seconds N` (per load point), `--size-mb N` (files). Every child
+ * Default: short (1 s per load point, concurrency 1 and 8; 128 MB files; under two minutes,
+ * docs/PERFORMANCE.md). `--full`: 8 s per point, concurrency up to 64, 1 GB files. Overrides: `--seconds N` (per load point), `--size-mb N` (files). Every child
  * process and temp dir is removed at the end, on error and on Ctrl-C too.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -40,7 +41,6 @@ import { createReadStream, createWriteStream, readdirSync, readFileSync } from '
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import { Appliance } from '../src/appliance/appliance.ts';
@@ -55,7 +55,6 @@ import {
 } from '../src/appliance/stream.ts';
 import { equalBytes, toB64u } from '../src/core/bytes.ts';
 import { freshFileSecrets } from '../src/core/format.ts';
-import { RELEASES_WRITTEN_CHUNKS } from '../src/util/atomic.ts';
 import {
   cleanup,
   createKeyring,
@@ -66,7 +65,7 @@ import {
   tmpDir,
 } from '../test/helpers/deploy.ts';
 import { type Panel, renderChart } from './chart.ts';
-import { quantile, scalarMultLoop } from './lib.ts';
+import { type MemoryRun, memoryToNull, quantile, scalarMultLoop } from './lib.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CHILD = join(ROOT, 'bench', 'child.ts');
@@ -526,36 +525,11 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** `total` bytes of plaintext as 1 MiB pieces of one reused random buffer (no I/O). */
-function* memorySource(total: number, piece: Buffer): Generator<Buffer> {
-  for (let done = 0; done < total; done += piece.length) {
-    yield done + piece.length <= total ? piece : piece.subarray(0, total - done);
-  }
-}
-
-/**
- * A destination that drops what it gets (and, for the decrypt run, keeps the sealed bytes). One
- * that drops is marked RELEASES_WRITTEN_CHUNKS, as a file destination is (util/atomic.ts), so the
- * stream recycles its output buffers as it does for a file: memory → null measures the file path
- * without the disk.
- */
 /**
  * File destinations of the file → file figures: room for several 1 MiB writes, as the CLI's own
  * writer has (util/atomic.ts), so that sealing and writing overlap; the plain copy gets the same.
  */
 const FILE_OUT = { highWaterMark: 4 << 20 };
-
-function sink(keep?: Buffer[]): Writable {
-  const w = new Writable({
-    highWaterMark: 1 << 22,
-    write(chunk: Buffer, _enc, cb) {
-      keep?.push(chunk);
-      cb();
-    },
-  });
-  if (!keep) Object.defineProperty(w, RELEASES_WRITTEN_CHUNKS, { value: true });
-  return w;
-}
 
 async function runFileChild(
   job: 'encrypt' | 'decrypt',
@@ -1041,84 +1015,48 @@ async function main(): Promise<void> {
     const { dek, fileNonce } = freshFileSecrets();
     const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
 
-    // Memory → null: the crypto path alone, on this thread (serial) and on every core (parallel).
-    const memMB = Math.min(size, 256e6);
-    const piece = Buffer.allocUnsafe(1 << 20);
-    randomFillSync(piece);
-    const sampleMB = 64e6;
-    const sealedParts: Buffer[] = [];
-    await encryptStream(memorySource(sampleMB, piece), sink(sealedParts), {
-      header,
-      dek,
-      fileNonce,
-    });
-    const sealed = Buffer.concat(sealedParts).subarray(header.length);
-    sealedParts.length = 0;
-    const mem: Record<string, { enc: number; dec: number }> = {};
-    for (const [label, parallel] of [
-      ['serial', undefined],
-      ['parallel', chunkPool],
+    // Memory → null: the crypto path alone (lib.ts memoryToNull), serial and with the pool. The
+    // figures checked against the target run in a fresh child process, as the limit does and as
+    // the CLI runs a file; the same in this process, after the recovery sections, is printed for
+    // comparison (a long-lived process: its young generation has grown, and each collection the
+    // stream triggers costs 2-5× more; docs/PERFORMANCE.md "perf7").
+    const memBytes = Math.min(size, 256e6);
+    const memChild = JSON.parse(
+      (await childOutput(spawnChild(['mem', String(memBytes)]))).trim().split('\n').pop()!,
+    ) as Record<'serial' | 'parallel', { seal: MemoryRun; open: MemoryRun }>;
+    const memHere = {
+      serial: await memoryToNull(memBytes, undefined),
+      parallel: await memoryToNull(memBytes, chunkPool),
+    };
+    const cost = (r: MemoryRun) =>
+      `CPU ${fmt(r.cpuPerGB, 2)} s per GB, ${fmt(r.faultsPerMiB, 1)} page faults per MiB`;
+    for (const [where, runs] of [
+      ['', memChild],
+      [', bench process', memHere],
     ] as const) {
-      // Warm-up of this path (JIT in this thread and in the workers), then the measured run.
-      await encryptStream(memorySource(64e6, piece), sink(), { header, dek, fileNonce, parallel });
-      await decryptStream([sealed], sink(), { dek, fileNonce, parallel });
-      // CPU of every thread of this process and its minor page faults, per GB / per MiB: what
-      // the path costs whatever the wall clock says (perf7: freed pages faulted in again).
-      const cost = (c0: NodeJS.CpuUsage, f0: number, bytes: number) => {
-        const c = process.cpuUsage(c0);
-        const faults = process.resourceUsage().minorPageFault - f0;
-        return `CPU ${(((c.user + c.system) / 1e6) * (1e9 / bytes)).toFixed(2)} s per GB, ${((faults * 2 ** 20) / bytes).toFixed(1)} page faults per MiB`;
-      };
-      let c0 = process.cpuUsage();
-      let f0 = process.resourceUsage().minorPageFault;
-      let t0 = performance.now();
-      await encryptStream(memorySource(memMB, piece), sink(), { header, dek, fileNonce, parallel });
-      const e = memMB / 1e6 / ((performance.now() - t0) / 1000);
-      const eCost = cost(c0, f0, memMB);
-      // The 64 MB sealed sample, decrypted repeatedly up to memMB.
-      let decBytes = 0;
-      c0 = process.cpuUsage();
-      f0 = process.resourceUsage().minorPageFault;
-      t0 = performance.now();
-      while (decBytes < memMB) {
-        await decryptStream(
-          (function* () {
-            for (let o = 0; o < sealed.length; o += 1 << 20)
-              yield sealed.subarray(o, o + (1 << 20));
-          })(),
-          sink(),
-          { dek, fileNonce, parallel },
-        );
-        decBytes += sampleMB;
-      }
-      const d = decBytes / 1e6 / ((performance.now() - t0) / 1000);
-      const dCost = cost(c0, f0, decBytes);
-      mem[label] = { enc: e, dec: d };
-      const rEnc = row({
-        section: 'files',
-        figure: `encryptStream memory → null, ${label}`,
-        value: e,
-        unit: 'MB/s',
-        limit: `raw AES seal, ${cores} processes`,
-        limitValue: aesSealN,
-        note: `${
-          label === 'serial'
-            ? 'one thread: bounded by 1/cores of the limit'
-            : `${chunkPool.size} worker(s) + the calling thread (it seals segments too)`
-        }; ${eCost}`,
-      });
-      const rDec = row({
-        section: 'files',
-        figure: `decryptStream memory → null, ${label}`,
-        value: d,
-        unit: 'MB/s',
-        limit: `raw AES open, ${cores} processes`,
-        limitValue: aesOpenN,
-        note: dCost,
-      });
-      if (label === 'parallel') {
-        rEnc.target = check(rEnc.ratio, '>=', CFG.targets.files);
-        rDec.target = check(rDec.ratio, '>=', CFG.targets.files);
+      for (const label of ['serial', 'parallel'] as const) {
+        for (const [dir, name, lim, limName] of [
+          ['seal', 'encryptStream', aesSealN, `raw AES seal, ${cores} processes`],
+          ['open', 'decryptStream', aesOpenN, `raw AES open, ${cores} processes`],
+        ] as const) {
+          const r = runs[label][dir];
+          const x = row({
+            section: 'files',
+            figure: `${name} memory → null, ${label}${where}`,
+            value: r.mbs,
+            unit: 'MB/s',
+            limit: limName,
+            limitValue: lim,
+            note: `${
+              label === 'serial'
+                ? 'one thread: bounded by 1/cores of the limit'
+                : `${chunkPool.size} worker(s) + the calling thread`
+            }; ${cost(r)}`,
+          });
+          if (label === 'parallel' && where === '') {
+            x.target = check(x.ratio, '>=', CFG.targets.files);
+          }
+        }
       }
     }
 
@@ -1185,7 +1123,7 @@ async function main(): Promise<void> {
       encryptedBytes: encSize,
       encryptMBs: encMBs,
       decryptMBs: decMBs,
-      memory: mem,
+      memory: { child: memChild, benchProcess: memHere },
       copyMBs,
       rawAesGcmSealMBs1Core: aesSeal1,
       rawAesGcmSealMBsAllCores: aesSealN,

@@ -168,6 +168,13 @@ export interface ChunkPool {
 let nextStream = 0;
 
 /**
+ * Segments queued per worker. The calling thread seals or opens a segment itself when the
+ * workers have this many (stream.ts segmentsInOrder). 4 was tried in perf7 (docs/PERFORMANCE.md)
+ * against this 2: no gain that stood above the noise in a fresh process, +4 MiB of peak memory.
+ */
+const WINDOW_PER_WORKER = 2;
+
+/**
  * Workers per pool: one core is left to the calling thread, which reads, frames, copies segments
  * and writes (for a file that is about as much CPU as the sealing). Measured on 2 cores (docs/
  * PERFORMANCE.md, "Parallel file path"): one worker costs ~1.4 CPU s per GB against ~2.5 for two,
@@ -222,7 +229,7 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
   return {
     size: workers,
     stats: () => ({ workers, segments: doneSegments, bytes: doneBytes, local: localSegments }),
-    window: Math.max(2, 2 * workers),
+    window: WINDOW_PER_WORKER * workers,
     session(payloadKey: Uint8Array): ChunkSession {
       const stream = nextStream++;
       const keyed = new Set<number>();
