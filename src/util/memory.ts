@@ -6,7 +6,7 @@
  * 1 GB stream under 150 MB. But glibc's malloc gives the free top of a heap back to the kernel as
  * soon as it exceeds M_TRIM_THRESHOLD, 128 KiB at process start; so every page freed by a
  * collection was returned, and faulted in (zeroed by the kernel) again by the next chunks:
- * 70-180 minor page faults per MiB sealed, 0.5-0.7 CPU s per GB in the kernel, and the parallel
+ * 46-180 minor page faults per MiB sealed, 0.5-0.7 CPU s per GB in the kernel, and the parallel
  * path ran at a third of the serial path's speed per core (docs/PERFORMANCE.md, "perf7").
  *
  * glibc raises both thresholds by itself when a block larger than the mmap threshold (and at most
@@ -23,7 +23,10 @@ import { runInNewContext } from 'node:vm';
 type Collect = (o?: { type: 'minor' | 'major' }) => void;
 let collect: Collect | undefined;
 
-/** V8's gc() without starting node with --expose-gc (the flag, then a context that sees it). */
+/**
+ * V8's gc() without starting node with --expose-gc (the flag, then a context that sees it). The
+ * flag is process-wide: contexts and worker threads made afterwards see a global `gc` too.
+ */
 function gcFunction(): Collect {
   if (!collect) {
     const g = (globalThis as { gc?: unknown }).gc;
@@ -65,15 +68,16 @@ let kept: Promise<void> | undefined;
 
 /**
  * Frees one KEEP_FREED_BLOCK block so that glibc keeps freed memory for reuse (see above). Once
- * per process, at load (below; the thresholds are process-wide, worker threads included); resolves once the
- * block is freed (V8 frees array buffers after a collection, possibly on a background thread:
- * polled for at most 250 ms, after which it resolves anyway; the effect is only speed).
+ * per process, at load (below; the thresholds are process-wide, worker threads included).
+ * Resolves once the block is freed: V8 frees array buffers after a collection, possibly on a
+ * background thread, so this polls for at most 250 ms and then resolves anyway (the effect is
+ * only speed).
  */
 export function keepFreedMemory(): Promise<void> {
   kept ??= (async () => {
     const before = process.memoryUsage().arrayBuffers;
     let block: ArrayBuffer | null = new ArrayBuffer(KEEP_FREED_BLOCK);
-    if (block.byteLength !== KEEP_FREED_BLOCK) return;
+    if (block.byteLength !== KEEP_FREED_BLOCK) return; // read once: the allocation is not elided
     block = null;
     minorCollection();
     for (let waited = 0; waited < 250; waited += 5) {
