@@ -23,7 +23,13 @@ import {
   nodeAesGcm,
   rewrapHeader,
 } from '../src/appliance/stream.ts';
-import { canonicalEntry, chainHash, verifyChain } from '../src/core/audit.ts';
+import {
+  type ChainFields,
+  canonicalEntry,
+  chainHash,
+  linkEntries,
+  verifyChain,
+} from '../src/core/audit.ts';
 import { randomBelow, randomUnit } from '../src/core/bigint.ts';
 import {
   bigToBytes,
@@ -69,6 +75,7 @@ import {
   rootKeyId,
   splitRootKey,
 } from '../src/manager/seal.ts';
+import { nodeSha256 } from '../src/platform/node-hash.ts';
 import { GENERATORS, render } from './vectors/generate.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: vectors are untyped JSON, schemes are generic
@@ -1262,6 +1269,20 @@ describe('audit.json (SPEC.md §8)', () => {
         assert.equal(e.prevHash, prev, `prevHash ${e.seq}`);
         prev = chainHash(prev, e);
         assert.equal(prev, e.hash, `hash ${e.seq}`);
+      }
+      // The writers' path (linkEntries), with libsodium's SHA-256 and with OpenSSL's.
+      const entries = c.entries as (ChainFields & { prevHash: string; hash: string })[];
+      for (const hash of [undefined, nodeSha256]) {
+        const linked = linkEntries(
+          entries.map(({ seq: _s, prevHash: _p, hash: _h, ...fields }) => fields),
+          entries[0]!.seq - 1,
+          c.prevHash,
+          hash,
+        );
+        assert.deepEqual(
+          linked.map((e) => [e.seq, e.prevHash, e.hash]),
+          entries.map((e) => [e.seq, e.prevHash, e.hash]),
+        );
       }
     }
     assert.ok(c.op === 'chain' || c.op === 'verifyChain', `unknown op ${c.op}`);

@@ -5,9 +5,10 @@
  * is secret without the manager's d_A; the seal adds integrity and a second lock.
  */
 import Database from 'better-sqlite3';
-import { chainHash, GENESIS_HASH } from '../core/audit.ts';
+import { GENESIS_HASH, linkEntries } from '../core/audit.ts';
 import { BlindfoldError } from '../core/errors.ts';
-import { auditFrom, type Row } from '../store/rows.ts';
+import { nodeSha256 } from '../platform/node-hash.ts';
+import { AUDIT_COLUMNS, auditFrom, auditRow, type Row } from '../store/rows.ts';
 import type { AuditEntry, AuditFilter, StoredAuditEntry } from '../store/types.ts';
 
 export interface BlindingValueRecord {
@@ -146,41 +147,33 @@ export class BlinderStore {
 
   /** Appends entries in order, extending the hash chain atomically (SPEC.md §8). */
   appendAudit(entries: AuditEntry[]): Promise<StoredAuditEntry[]> {
-    return this.run(() =>
-      this.db.transaction(() => {
-        const last = this.db
-          .prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')
-          .get() as Row | undefined;
-        let seq = last ? Number(last.seq) : 0;
-        let prev = last ? (last.hash as string) : GENESIS_HASH;
-        const out: StoredAuditEntry[] = [];
-        const ins = this.db.prepare(
-          `INSERT INTO audit (seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    return this.run(() => this.#appendAudit(entries));
+  }
+
+  // One transaction function and prepared statements for every append; the chain is linked
+  // with OpenSSL's SHA-256 (core/audit.ts linkEntries), as the manager's stores do.
+  #appendAuditTx?: (entries: AuditEntry[]) => StoredAuditEntry[];
+  get #appendAudit(): (entries: AuditEntry[]) => StoredAuditEntry[] {
+    if (!this.#appendAuditTx) {
+      const lastEntry = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+      const ins = this.db.prepare(
+        `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      this.#appendAuditTx = this.db.transaction((entries: AuditEntry[]) => {
+        const last = lastEntry.get() as Row | undefined;
+        const out = linkEntries(
+          entries,
+          last ? Number(last.seq) : 0,
+          last ? (last.hash as string) : GENESIS_HASH,
+          nodeSha256,
         );
-        for (const e of entries) {
-          seq++;
-          const hash = chainHash(prev, { seq, ...e });
-          ins.run(
-            seq,
-            e.ts,
-            e.actor,
-            e.action,
-            e.keyring,
-            e.item,
-            e.keyVersion,
-            e.outcome,
-            e.code,
-            e.requestId,
-            prev,
-            hash,
-          );
-          out.push({ ...e, seq, prevHash: prev, hash });
-          prev = hash;
+        for (const e of out) {
+          ins.run(...auditRow(e));
         }
         return out;
-      })(),
-    );
+      });
+    }
+    return this.#appendAuditTx;
   }
 
   listAudit(f: AuditFilter): Promise<StoredAuditEntry[]> {

@@ -41,10 +41,44 @@ export function canonicalEntry(e: ChainFields): Uint8Array {
   );
 }
 
-export function chainHash(prevHash: string, e: ChainFields): string {
-  return toHex(
-    sha256(utf8('blindfold/v1/audit'), Uint8Array.of(0), fromHex(prevHash), canonicalEntry(e)),
-  );
+/** A SHA-256 over the concatenation of its arguments (hash.ts `sha256`, or the platform's). */
+export type Sha256 = (...parts: Uint8Array[]) => Uint8Array;
+
+const CHAIN_PREFIX = utf8('blindfold/v1/audit');
+const SEPARATOR = Uint8Array.of(0);
+
+function chainDigest(prev: Uint8Array, e: ChainFields, hash: Sha256): Uint8Array {
+  return hash(CHAIN_PREFIX, SEPARATOR, prev, canonicalEntry(e));
+}
+
+export function chainHash(prevHash: string, e: ChainFields, hash: Sha256 = sha256): string {
+  return toHex(chainDigest(fromHex(prevHash), e, hash));
+}
+
+/**
+ * Links `entries` after the entry (`lastSeq`, `lastHash`) of a log: each gets the next seq, the
+ * previous entry's hash and its own, in order. The writers' hot path (one call per transaction):
+ * the previous hash is carried as bytes, not decoded from hex per entry, and `hash` may be the
+ * platform's SHA-256 (node:crypto: ~1.5 µs per entry against ~9 µs through libsodium's WASM).
+ */
+export function linkEntries<E extends Omit<ChainFields, 'seq'>>(
+  entries: readonly E[],
+  lastSeq: number,
+  lastHash: string,
+  hash: Sha256 = sha256,
+): (E & { seq: number; prevHash: string; hash: string })[] {
+  let seq = lastSeq;
+  let prevHex = lastHash;
+  let prev = fromHex(lastHash);
+  return entries.map((e) => {
+    seq++;
+    const digest = chainDigest(prev, { ...e, seq }, hash);
+    const hex = toHex(digest);
+    const linked = { ...e, seq, prevHash: prevHex, hash: hex };
+    prev = digest;
+    prevHex = hex;
+    return linked;
+  });
 }
 
 export interface VerifyResult {

@@ -23,13 +23,16 @@
  * millisecond timestamps).
  */
 import pg from 'pg';
-import { chainHash, GENESIS_HASH } from '../core/audit.ts';
+import { GENESIS_HASH, linkEntries } from '../core/audit.ts';
 import { BlindfoldError } from '../core/errors.ts';
+import { nodeSha256 } from '../platform/node-hash.ts';
 import { PG_MIGRATIONS } from './migrations.ts';
 import {
+  AUDIT_COLUMNS,
   applianceFrom,
   applianceKeyFrom,
   auditFrom,
+  auditRow,
   blinderFrom,
   credentialFrom,
   deletionConflict,
@@ -1323,38 +1326,22 @@ export class PostgresStore implements Store {
       await this.lock(c, LOCK_AUDIT);
       const last = (await c.query('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'))
         .rows[0] as Row | undefined;
-      let seq = last ? num(last.seq) : 0;
-      let prev = last ? (last.hash as string) : GENESIS_HASH;
-      const out: StoredAuditEntry[] = [];
-      for (const e of entries) {
-        seq++;
-        const hash = chainHash(prev, { ...e, seq });
-        out.push({ ...e, seq, prevHash: prev, hash });
-        prev = hash;
-      }
+      const out: StoredAuditEntry[] = linkEntries(
+        entries,
+        last ? num(last.seq) : 0,
+        last ? (last.hash as string) : GENESIS_HASH,
+        nodeSha256,
+      );
       for (let i = 0; i < out.length; i += AUDIT_ROWS_PER_INSERT) {
         const chunk = out.slice(i, i + AUDIT_ROWS_PER_INSERT);
         const params: unknown[] = [];
         const values = chunk.map((e) => {
           const b = params.length;
-          params.push(
-            e.seq,
-            e.ts,
-            e.actor,
-            e.action,
-            e.keyring,
-            e.item,
-            e.keyVersion,
-            e.outcome,
-            e.code,
-            e.requestId,
-            e.prevHash,
-            e.hash,
-          );
+          params.push(...auditRow(e));
           return `(${Array.from({ length: 12 }, (_, j) => `$${b + j + 1}`).join(', ')})`;
         });
         await c.query(
-          `INSERT INTO audit (seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash)
+          `INSERT INTO audit (${AUDIT_COLUMNS})
            VALUES ${values.join(', ')}`,
           params,
         );

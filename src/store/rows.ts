@@ -193,6 +193,28 @@ export function auditFrom(r: Row): StoredAuditEntry {
   };
 }
 
+/** The audit table's columns, in the order of `auditRow` (every store's INSERT). */
+export const AUDIT_COLUMNS =
+  'seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash';
+
+/** An entry's values in AUDIT_COLUMNS order: the inverse of `auditFrom`. */
+export function auditRow(e: StoredAuditEntry): unknown[] {
+  return [
+    e.seq,
+    e.ts,
+    e.actor,
+    e.action,
+    e.keyring,
+    e.item,
+    e.keyVersion,
+    e.outcome,
+    e.code,
+    e.requestId,
+    e.prevHash,
+    e.hash,
+  ];
+}
+
 export function importKeyFrom(r: Row): ImportKeyRecord {
   return {
     applianceId: r.appliance_id as string,

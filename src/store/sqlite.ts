@@ -5,13 +5,16 @@
  * codes and never a raw driver error.
  */
 import Database from 'better-sqlite3';
-import { chainHash, GENESIS_HASH } from '../core/audit.ts';
+import { GENESIS_HASH, linkEntries } from '../core/audit.ts';
 import { BlindfoldError } from '../core/errors.ts';
+import { nodeSha256 } from '../platform/node-hash.ts';
 import { SQL_MIGRATIONS } from './migrations.ts';
 import {
+  AUDIT_COLUMNS,
   applianceFrom,
   applianceKeyFrom,
   auditFrom,
+  auditRow,
   blinderFrom,
   credentialFrom,
   deletionConflict,
@@ -1089,41 +1092,32 @@ export class SqliteStore implements Store {
   }
 
   appendAudit(entries: AuditEntry[]) {
-    return this.run(() =>
-      this.db.transaction(() => {
-        const last = this.st('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as
-          | Row
-          | undefined;
-        let seq = last ? (last.seq as number) : 0;
-        let prev = last ? (last.hash as string) : GENESIS_HASH;
-        const ins = this.st(
-          `INSERT INTO audit (seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        );
-        const out: StoredAuditEntry[] = [];
-        for (const e of entries) {
-          seq++;
-          const hash = chainHash(prev, { ...e, seq });
-          ins.run(
-            seq,
-            e.ts,
-            e.actor,
-            e.action,
-            e.keyring,
-            e.item,
-            e.keyVersion,
-            e.outcome,
-            e.code,
-            e.requestId,
-            prev,
-            hash,
-          );
-          out.push({ ...e, seq, prevHash: prev, hash });
-          prev = hash;
-        }
-        return out;
-      })(),
-    );
+    return this.run(() => this.#appendAudit(entries));
+  }
+
+  // One transaction function for every append (better-sqlite3 builds its wrappers per call of
+  // db.transaction); the chain is linked with OpenSSL's SHA-256 (core/audit.ts linkEntries).
+  #appendAuditTx?: (entries: AuditEntry[]) => StoredAuditEntry[];
+  get #appendAudit(): (entries: AuditEntry[]) => StoredAuditEntry[] {
+    this.#appendAuditTx ??= this.db.transaction((entries: AuditEntry[]) => {
+      const last = this.st('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as
+        | Row
+        | undefined;
+      const out = linkEntries(
+        entries,
+        last ? (last.seq as number) : 0,
+        last ? (last.hash as string) : GENESIS_HASH,
+        nodeSha256,
+      );
+      const ins = this.st(
+        `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      for (const e of out) {
+        ins.run(...auditRow(e));
+      }
+      return out;
+    });
+    return this.#appendAuditTx;
   }
 
   listAudit(f: AuditFilter) {
