@@ -1023,22 +1023,25 @@ async function main(): Promise<void> {
 
     // Memory → null: the crypto path alone (lib.ts memoryToNull), serial and with the pool. The
     // figures checked against the target run in a fresh child process, as the limit does and as
-    // the CLI runs a file; the same in this process, after the recovery sections, is printed for
-    // comparison (a long-lived process: its young generation has grown, and each collection the
-    // stream triggers costs 2-5× more; docs/PERFORMANCE.md "perf7").
+    // the CLI runs a file; with --full, the same in this process, after the recovery sections,
+    // is printed for comparison (a long-lived process: its young generation has grown, and each
+    // collection the stream triggers costs 2-5× more; docs/PERFORMANCE.md "perf7").
     const memBytes = Math.min(size, 256e6);
     const memChild = JSON.parse(
       (await childOutput(spawnChild(['mem', String(memBytes)]))).trim().split('\n').pop()!,
     ) as Record<'serial' | 'parallel', { seal: MemoryRun; open: MemoryRun }>;
-    const memHere = {
-      serial: await memoryToNull(memBytes, undefined),
-      parallel: await memoryToNull(memBytes, chunkPool),
-    };
+    // In this process too, with --full only (the default run keeps under two minutes).
+    const memHere = FULL
+      ? {
+          serial: await memoryToNull(memBytes, undefined),
+          parallel: await memoryToNull(memBytes, chunkPool),
+        }
+      : undefined;
     const cost = (r: MemoryRun) =>
       `CPU ${fmt(r.cpuPerGB, 2)} s per GB, ${fmt(r.faultsPerMiB, 1)} page faults per MiB`;
     for (const [where, runs] of [
       ['', memChild],
-      [', bench process', memHere],
+      ...(memHere ? ([[', bench process', memHere]] as const) : []),
     ] as const) {
       for (const label of ['serial', 'parallel'] as const) {
         for (const [dir, name, lim, limName] of [
