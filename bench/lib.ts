@@ -69,6 +69,34 @@ export function rawAes(direction: 'seal' | 'open', ms: number): number {
   return bytes / 1e6 / ((now - t0) / 1000);
 }
 
+/**
+ * A file's secrets and header without a manager: the header wraps the DEK under a random KEK,
+ * which is all encryptStream and decryptStream see (bench/stream-mem.ts, memoryToNull).
+ */
+export function standaloneFileSecrets(): {
+  dek: Uint8Array;
+  fileNonce: Uint8Array;
+  header: Uint8Array;
+} {
+  const { dek, fileNonce } = freshFileSecrets();
+  const header = sealFileHeader(
+    {
+      scheme: 1,
+      mode: 1,
+      keyring: 'bench',
+      masterVersion: 1,
+      managerKeyVersion: 1,
+      itemId: randomBytes(16),
+      itemData: new Uint8Array(0),
+      ticket: new Uint8Array(0),
+      fileNonce,
+    },
+    randomBytes(32),
+    dek,
+  );
+  return { dek, fileNonce, header };
+}
+
 /** One direction of a memory → null run: MB/s, and what it cost whatever the wall clock says. */
 export interface MemoryRun {
   mbs: number;
@@ -89,22 +117,7 @@ export async function memoryToNull(
   bytes: number,
   parallel: ChunkPool | undefined,
 ): Promise<{ seal: MemoryRun; open: MemoryRun }> {
-  const { dek, fileNonce } = freshFileSecrets();
-  const header = sealFileHeader(
-    {
-      scheme: 1,
-      mode: 1,
-      keyring: 'bench',
-      masterVersion: 1,
-      managerKeyVersion: 1,
-      itemId: randomBytes(16),
-      itemData: new Uint8Array(0),
-      ticket: new Uint8Array(0),
-      fileNonce,
-    },
-    randomBytes(32),
-    dek,
-  );
+  const { dek, fileNonce, header } = standaloneFileSecrets();
   const piece = randomBytes(1 << 20);
   function* plain(total: number): Generator<Buffer> {
     for (let done = 0; done < total; done += piece.length) {

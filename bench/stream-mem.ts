@@ -9,15 +9,14 @@
  *   node --import tsx bench/stream-mem.ts [--size-mb 1024]
  */
 import { spawn } from 'node:child_process';
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sealFileHeader } from '../src/appliance/stream.ts';
 import { toB64u } from '../src/core/bytes.ts';
-import { freshFileSecrets } from '../src/core/format.ts';
+import { standaloneFileSecrets } from './lib.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CHILD = join(HERE, 'child.ts');
@@ -95,23 +94,7 @@ export async function runStreamMemBench(
   try {
     const plain = join(dir, 'plain.bin');
     await writeRandomFile(plain, size);
-    const kek = randomBytes(32);
-    const { dek, fileNonce } = freshFileSecrets();
-    const header = sealFileHeader(
-      {
-        scheme: 1,
-        mode: 1,
-        keyring: 'bench',
-        masterVersion: 1,
-        managerKeyVersion: 1,
-        itemId: randomBytes(16),
-        itemData: new Uint8Array(0),
-        ticket: new Uint8Array(0),
-        fileNonce,
-      },
-      kek,
-      dek,
-    );
+    const { dek, fileNonce, header } = standaloneFileSecrets();
     for (const serial of [true, false]) {
       const path = serial ? 'serial' : `parallel (${os.availableParallelism()} cores)`;
       const enc = join(dir, 'plain.bf');

@@ -51,8 +51,8 @@ function chainDigest(prev: Uint8Array, e: ChainFields, hash: Sha256): Uint8Array
   return hash(CHAIN_PREFIX, SEPARATOR, prev, canonicalEntry(e));
 }
 
-export function chainHash(prevHash: string, e: ChainFields, hash: Sha256 = sha256): string {
-  return toHex(chainDigest(fromHex(prevHash), e, hash));
+export function chainHash(prevHash: string, e: ChainFields): string {
+  return toHex(chainDigest(fromHex(prevHash), e, sha256));
 }
 
 /**
@@ -71,12 +71,9 @@ export function linkEntries<E extends Omit<ChainFields, 'seq'>>(
   let prevHex = lastHash;
   let prev = fromHex(lastHash);
   return entries.map((e) => {
-    seq++;
-    const digest = chainDigest(prev, { ...e, seq }, hash);
-    const hex = toHex(digest);
-    const linked = { ...e, seq, prevHash: prevHex, hash: hex };
-    prev = digest;
-    prevHex = hex;
+    const linked = { ...e, seq: ++seq, prevHash: prevHex, hash: '' };
+    prev = chainDigest(prev, linked, hash);
+    linked.hash = prevHex = toHex(prev);
     return linked;
   });
 }

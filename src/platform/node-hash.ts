@@ -1,7 +1,7 @@
 /**
  * SHA-256 through OpenSSL (`crypto.createHash`), for the audit writers' hot path (core/audit.ts
  * `linkEntries`): the same function as the core's libsodium `sha256`, without a WASM round trip
- * per part. test/audit.test.ts checks that both link a log to the same hashes.
+ * per part. test/vectors.test.ts (audit.json) checks that both link a log to the same hashes.
  */
 import { createHash } from 'node:crypto';
 import type { Sha256 } from '../core/audit.ts';
