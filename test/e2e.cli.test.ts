@@ -112,7 +112,7 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     assert.deepEqual(r.stdout, chunk.subarray(70000000 % (1 << 20), (70000000 % (1 << 20)) + 100));
   });
 
-  test('a file of 8 MiB or more goes through the worker threads both ways and round-trips', async () => {
+  test('a file of 8 MiB or more goes through the worker threads both ways (file to file: positional) and round-trips', async () => {
     // BLINDFOLD_STREAM_STATS=1 makes the CLI report the path its stream took (src/cli/files.ts).
     const statsEnv = { ...env, BLINDFOLD_STREAM_STATS: '1' };
     const f = join(work, 'par');
@@ -121,7 +121,7 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     const e = await run(['encrypt', f], statsEnv);
     assert.equal(e.code, 0, e.stderr);
     const em =
-      /stream-stats encrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+)/.exec(
+      /stream-stats encrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+) path=positional/.exec(
         e.stderr,
       );
     assert.ok(em, `encrypt did not take the parallel path: ${e.stderr}`);
@@ -134,7 +134,7 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     const d = await run(['decrypt', `${f}.bf`, '-o', `${f}.out`], statsEnv);
     assert.equal(d.code, 0, d.stderr);
     const dm =
-      /stream-stats decrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+)/.exec(
+      /stream-stats decrypt parallel workers=(\d+) segments=(\d+) bytes=(\d+) local=(\d+) path=positional/.exec(
         d.stderr,
       );
     assert.ok(dm, `decrypt did not take the parallel path: ${d.stderr}`);
@@ -142,6 +142,14 @@ describe('blindfold CLI against `blindfold up` (real processes)', () => {
     assert.ok(Number(dm[2]) - Number(dm[4]) >= 1, 'no segment went to a worker');
     assert.equal(Number(dm[3]), 9 * 16 * ((1 << 16) + 16));
     assert.ok(equalBytes(await readFile(`${f}.out`), data), 'round trip differs');
+    // From stdin the size is unknown: the stream path, in parallel; its file decrypts the same.
+    const p = await run(['encrypt', '-', '-o', `${f}.piped.bf`], statsEnv, data);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stderr, /stream-stats encrypt parallel workers=\d+ segments=9 .* path=stream/);
+    const pd = await run(['decrypt', `${f}.piped.bf`, '-o', '-'], statsEnv);
+    assert.equal(pd.code, 0, pd.stderr);
+    assert.match(pd.stderr, /stream-stats decrypt parallel .* path=stream/);
+    assert.ok(equalBytes(pd.stdout, data), 'stdin round trip differs');
     // Below 8 MiB the serial path is the faster one, and is taken.
     const small = join(work, 'ser');
     await writeFile(small, data.subarray(0, 1 << 20));

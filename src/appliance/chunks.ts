@@ -44,6 +44,34 @@ export type ChunkReply =
   | { id: number; failed: true; data: Uint8Array; out?: Uint8Array };
 
 /**
+ * A positional job (file → file, see positional.ts): the worker reads `count` chunks at `inPos` of
+ * the file descriptor `fin`, seals or opens them, and writes the result at `outPos` of `fout`. No
+ * data crosses the thread boundary, only the nonces and the positions.
+ */
+export interface PositionalJob {
+  id: number;
+  op: 'sealAt' | 'openAt';
+  stream: number;
+  key?: Uint8Array;
+  nonces: Uint8Array;
+  count: number;
+  fin: number;
+  inPos: number;
+  fout: number;
+  outPos: number;
+}
+
+/**
+ * `done`: read, sealed or opened (every tag verified) and written. `failed`: a tag did not verify,
+ * nothing of the job was written. `io`: a read or write failed (`code`: the errno name, or
+ * 'ESHORT' when the input ended early), nothing more of the job was written.
+ */
+export type PositionalReply =
+  | { id: number; done: true; bytes: number }
+  | { id: number; failed: true; bytes: number }
+  | { id: number; io: string; message: string; bytes: number };
+
+/**
  * The worker: plain JavaScript over node:crypto only (no TypeScript loader, no libsodium: a worker
  * costs a few MB, not tens). It knows nothing of the format: the nonces come with the job.
  * Plaintext input is zeroed after sealing; a segment whose tag fails is zeroed, never returned.
@@ -51,7 +79,7 @@ export type ChunkReply =
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createCipheriv, createDecipheriv, createSecretKey } = require('node:crypto');
-const { chunk: C, tag: T, gcBytes } = workerData;
+const { chunk: C, tag: T, gcBytes, segment: SEG } = workerData;
 const S = C + T;
 const keys = new Map();
 // node:crypto returns a fresh buffer for every chunk; V8 frees such external memory only once it
@@ -69,10 +97,74 @@ if (gcBytes > 0) {
   }
 }
 let since = 0;
+// Positional jobs (file → file): one input and one output buffer per worker, made at first use,
+// wiped after every job (they held plaintext).
+const { readSync, writeSync } = require('node:fs');
+let pin, pout;
+function readFull(fd, buf, len, pos) {
+  let got = 0;
+  while (got < len) {
+    const n = readSync(fd, buf, got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+function writeFull(fd, buf, len, pos) {
+  let done = 0;
+  while (done < len) done += writeSync(fd, buf, done, len - done, pos + done);
+}
+function positional(m, key, nonce) {
+  const seal = m.op === 'sealAt';
+  const inLen = m.count * (seal ? C : S);
+  const outLen = m.count * (seal ? S : C);
+  pin ??= Buffer.allocUnsafeSlow(SEG * S);
+  pout ??= Buffer.allocUnsafeSlow(SEG * S);
+  try {
+    if (readFull(m.fin, pin, inLen, m.inPos) !== inLen) {
+      return { id: m.id, io: 'ESHORT', message: 'the input ended early (changed while reading?)', bytes: inLen };
+    }
+    if (seal) {
+      for (let i = 0; i < m.count; i++) {
+        const c = createCipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
+        pout.set(c.update(pin.subarray(i * C, (i + 1) * C)), i * S);
+        c.final();
+        pout.set(c.getAuthTag(), i * S + C);
+      }
+    } else {
+      for (let i = 0; i < m.count; i++) {
+        const d = createDecipheriv('aes-256-gcm', key, nonce(i), { authTagLength: T });
+        d.setAuthTag(pin.subarray(i * S + C, (i + 1) * S));
+        const pt = d.update(pin.subarray(i * S, i * S + C));
+        try {
+          d.final();
+        } catch {
+          pt.fill(0);
+          return { id: m.id, failed: true, bytes: inLen };
+        }
+        pout.set(pt, i * C);
+        pt.fill(0);
+      }
+    }
+    writeFull(m.fout, pout, outLen, m.outPos);
+    return { id: m.id, done: true, bytes: inLen };
+  } catch (e) {
+    return { id: m.id, io: String((e && e.code) || 'EIO'), message: String((e && e.message) || e), bytes: inLen };
+  } finally {
+    if (seal) pin.fill(0, 0, inLen);
+    else pout.fill(0, 0, outLen);
+    since += inLen;
+  }
+}
 parentPort.on('message', (m) => {
   if (m.op === 'forget') { keys.delete(m.stream); return; }
   if (m.key) { keys.set(m.stream, createSecretKey(m.key)); m.key.fill(0); }
   const key = keys.get(m.stream);
+  if (m.op === 'sealAt' || m.op === 'openAt') {
+    parentPort.postMessage(positional(m, key, (i) => m.nonces.subarray(i * 12, i * 12 + 12)));
+    if (collect && since >= gcBytes) { since = 0; collect({ type: 'minor' }); }
+    return;
+  }
   const data = m.data;
   since += data.byteLength; // counted now: transferring data back detaches it
   const nonce = (i) => m.nonces.subarray(i * 12, i * 12 + 12);
@@ -116,7 +208,12 @@ function startChunkWorker(): Promise<Worker> {
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { chunk: CHUNK_SIZE, tag: TAG_SIZE, gcBytes: GARBAGE_BYTES },
+      workerData: {
+        chunk: CHUNK_SIZE,
+        tag: TAG_SIZE,
+        gcBytes: GARBAGE_BYTES,
+        segment: SEGMENT_CHUNKS,
+      },
       // A worker holds two segments at a time and a KeyObject: a small heap is plenty.
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
     });
@@ -145,6 +242,17 @@ export interface ChunkSession {
     count: number,
     out?: Uint8Array,
   ): Promise<ChunkReply>;
+  /**
+   * Seals or opens `count` whole non-final chunks from index `first`, reading them at `inPos` of
+   * the file descriptor `fin` and writing the result at `outPos` of `fout` (positional.ts). The
+   * descriptors stay open and owned by the caller until the reply.
+   */
+  runAt(
+    op: 'sealAt' | 'openAt',
+    first: number,
+    count: number,
+    io: { fin: number; inPos: number; fout: number; outPos: number },
+  ): Promise<PositionalReply>;
   /** The calling thread sealed or opened a segment of `bytes` input bytes itself (stats only). */
   local(bytes: number): void;
   /** The workers forget the stream's key. */
@@ -195,15 +303,15 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
       const worker = await startChunkWorker();
       const pending = new Map<
         number,
-        { resolve: (r: ChunkReply) => void; reject: (e: unknown) => void }
+        { resolve: (r: ChunkReply | PositionalReply) => void; reject: (e: unknown) => void }
       >();
-      worker.on('message', (m: ChunkReply) => {
+      worker.on('message', (m: ChunkReply | PositionalReply) => {
         const p = pending.get(m.id);
         if (!p) return;
         pending.delete(m.id);
         if (pending.size === 0) worker.unref();
         doneSegments++;
-        doneBytes += m.data.byteLength;
+        doneBytes += 'bytes' in m ? m.bytes : m.data.byteLength;
         p.resolve(m);
       });
       const fail = (e: unknown) => {
@@ -234,35 +342,49 @@ export async function createChunkPool(workers = defaultWorkers()): Promise<Chunk
       const stream = nextStream++;
       const keyed = new Set<number>();
       const key = payloadKey.slice();
+      // Numbers the job, adds its chunk nonces (and the key, the first time a worker sees this
+      // stream), and posts it round-robin.
+      const send = (
+        job: Omit<ChunkJob | PositionalJob, 'id' | 'stream' | 'nonces'>,
+        first: number,
+        transfer: ArrayBuffer[],
+      ): Promise<ChunkReply | PositionalReply> => {
+        const i = rr++ % slots.length;
+        const slot = slots[i]!;
+        const id = nextId++;
+        const nonces = new Uint8Array(job.count * CHUNK_NONCE_SIZE);
+        for (let k = 0; k < job.count; k++) {
+          chunkNonce(
+            first + k,
+            false,
+            nonces.subarray(k * CHUNK_NONCE_SIZE, (k + 1) * CHUNK_NONCE_SIZE),
+          );
+        }
+        const full = { ...job, id, stream, nonces } as ChunkJob | PositionalJob;
+        transfer.push(nonces.buffer as ArrayBuffer);
+        if (!keyed.has(i)) {
+          keyed.add(i);
+          full.key = key.slice();
+          transfer.push(full.key.buffer as ArrayBuffer);
+        }
+        return new Promise((resolve, reject) => {
+          if (slot.pending.size === 0) slot.worker.ref();
+          slot.pending.set(id, { resolve, reject });
+          post(slot.worker, full, transfer);
+        });
+      };
       return {
         run(op, first, data, count, out) {
-          const i = rr++ % slots.length;
-          const slot = slots[i]!;
-          const id = nextId++;
-          const nonces = new Uint8Array(count * CHUNK_NONCE_SIZE);
-          for (let k = 0; k < count; k++) {
-            chunkNonce(
-              first + k,
-              false,
-              nonces.subarray(k * CHUNK_NONCE_SIZE, (k + 1) * CHUNK_NONCE_SIZE),
-            );
-          }
-          const job: ChunkJob = { id, op, stream, nonces, data, count };
-          const transfer = [data.buffer as ArrayBuffer, nonces.buffer as ArrayBuffer];
+          const transfer = [data.buffer as ArrayBuffer];
+          const job = { op, data, count } as ChunkJob;
           if (out && out.buffer !== data.buffer) {
             job.out = out;
             transfer.push(out.buffer as ArrayBuffer);
           }
-          if (!keyed.has(i)) {
-            keyed.add(i);
-            job.key = key.slice();
-            transfer.push(job.key.buffer as ArrayBuffer);
-          }
-          return new Promise<ChunkReply>((resolve, reject) => {
-            if (slot.pending.size === 0) slot.worker.ref();
-            slot.pending.set(id, { resolve, reject });
-            post(slot.worker, job, transfer);
-          });
+          return send(job, first, transfer) as Promise<ChunkReply>;
+        },
+        runAt(op, first, count, io) {
+          return send({ op, count, ...io }, first, []) as Promise<PositionalReply>;
         },
         local(bytes) {
           localSegments++;

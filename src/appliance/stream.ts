@@ -259,7 +259,8 @@ function counted(
 /** Default size of the writes to the output (see OutRing). */
 export const DEFAULT_WRITE_SIZE = 1 << 20;
 
-function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
+/** The stream's AES-256-GCM key (SPEC.md §6.2) as a KeyObject; the derived bytes are wiped. */
+export function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
   const k = payloadKey(dek, fileNonce);
   try {
     return createSecretKey(k);
@@ -433,19 +434,24 @@ export interface StreamResult {
   fileSize: number;
 }
 
+/** The header an encryptor writes must be exactly one encoded header, for this fileNonce. */
+export function checkHeaderFor(header: Uint8Array, fileNonce: Uint8Array): void {
+  const decoded = decodeHeader(header);
+  if (decoded.headerLength !== header.length) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'header has trailing bytes');
+  }
+  if (!equalBytes(decoded.fields.fileNonce, fileNonce)) {
+    throw new BlindfoldError('ERR_INVALID_ARGUMENT', "fileNonce does not match the header's");
+  }
+}
+
 /** Encrypts `input` to `output` as a Blindfold file. Constant memory, one chunk buffer. */
 export async function encryptStream(
   input: ByteSource,
   output: Writable,
   opts: EncryptStreamOptions,
 ): Promise<StreamResult> {
-  const decoded = decodeHeader(opts.header);
-  if (decoded.headerLength !== opts.header.length) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', 'header has trailing bytes');
-  }
-  if (!equalBytes(decoded.fields.fileNonce, opts.fileNonce)) {
-    throw new BlindfoldError('ERR_INVALID_ARGUMENT', "fileNonce does not match the header's");
-  }
+  checkHeaderFor(opts.header, opts.fileNonce);
   await keepFreedMemory(); // per-chunk garbage: reuse freed pages (util/memory.ts)
   const key = payloadKeyObject(opts.dek, opts.fileNonce);
   const buf = Buffer.allocUnsafe(CHUNK_SIZE);
@@ -592,7 +598,7 @@ export interface DecryptStreamOptions {
 }
 
 /** Opens one sealed chunk; returns its plaintext only if the tag verified, else undefined. */
-function openChunk(
+export function openChunk(
   key: KeyObject,
   nonce: Buffer,
   sealed: Uint8Array,
@@ -617,7 +623,7 @@ function openChunk(
  * flag set. A full-size final chunk that opens with the flag clear is an authentic chunk from the
  * middle of the stream, i.e. the file was truncated at a chunk boundary.
  */
-function openFinal(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number): Buffer {
+export function openFinal(key: KeyObject, nonce: Buffer, sealed: Buffer, index: number): Buffer {
   const len = sealed.length;
   if (len < TAG_SIZE) throw new BlindfoldError('ERR_TRUNCATED', 'file ends before its final chunk');
   if (len === TAG_SIZE && index > 0) {

@@ -4,10 +4,11 @@
  * failure never leaves a half-written or truncated file — and never unverified plaintext.
  */
 import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { type ChunkPool, parallelFor } from '../appliance/chunks.ts';
 import type { JsonClient } from '../appliance/client.ts';
+import { decryptFileAt, encryptFileAt } from '../appliance/positional.ts';
 import {
   decryptRange,
   decryptStream,
@@ -29,12 +30,8 @@ export interface FileJob {
   progress?: boolean;
 }
 
-/** Passes `src` through, drawing a progress bar on stderr (pieces pass untouched and at once). */
-async function* withProgress(
-  src: AsyncIterable<Uint8Array>,
-  total: number | undefined,
-  label: string,
-): AsyncGenerator<Uint8Array> {
+/** A progress bar on stderr, redrawn at most every 100 ms; `at(bytes)` moves it. */
+function progressBar(total: number | undefined, label: string) {
   let done = 0;
   let lastDraw = 0;
   const draw = (final = false) => {
@@ -54,12 +51,58 @@ async function* withProgress(
     }
     if (final) process.stderr.write('\n');
   };
+  return {
+    at(bytes: number) {
+      done = bytes;
+      draw();
+    },
+    end() {
+      draw(true);
+    },
+  };
+}
+
+/** Passes `src` through, drawing a progress bar on stderr (pieces pass untouched and at once). */
+async function* withProgress(
+  src: AsyncIterable<Uint8Array>,
+  total: number | undefined,
+  label: string,
+): AsyncGenerator<Uint8Array> {
+  const bar = progressBar(total, label);
+  let done = 0;
   for await (const chunk of src) {
     done += chunk.length;
-    draw();
+    bar.at(done);
     yield chunk;
   }
-  draw(true);
+  bar.end();
+}
+
+/**
+ * A regular input file of at least PARALLEL_MIN_BYTES going to a file: the positional path
+ * (appliance/positional.ts), where every thread reads and writes its own segments. Returns the
+ * open input and the pool, or undefined for the stream path (stdin, stdout, pipes, small files,
+ * one core).
+ */
+async function positionalInput(
+  input: string,
+  output: string,
+  total: number | undefined,
+): Promise<{ fh: FileHandle; pool: ChunkPool } | undefined> {
+  if (input === '-' || output === '-' || total === undefined) return undefined;
+  const pool = await parallelFor(total);
+  if (!pool) return undefined;
+  let fh: FileHandle;
+  try {
+    fh = await open(input, 'r');
+  } catch (e) {
+    throw toIoError(e, 'read', input);
+  }
+  if (!(await fh.stat()).isFile()) {
+    await fh.close();
+    return undefined;
+  }
+  return { fh, pool };
 }
 
 /**
@@ -67,12 +110,12 @@ async function* withProgress(
  * parallel with how many worker threads and segments, `local` of them done by the calling thread
  * while the workers were busy): a debug metric, used by the CLI tests.
  */
-function streamStats(op: string, pool: ChunkPool | undefined): void {
+function streamStats(op: string, pool: ChunkPool | undefined, positional = false): void {
   if (process.env.BLINDFOLD_STREAM_STATS !== '1') return;
   const s = pool?.stats();
   process.stderr.write(
     s
-      ? `stream-stats ${op} parallel workers=${s.workers} segments=${s.segments} bytes=${s.bytes} local=${s.local}\n`
+      ? `stream-stats ${op} parallel workers=${s.workers} segments=${s.segments} bytes=${s.bytes} local=${s.local} path=${positional ? 'positional' : 'stream'}\n`
       : `stream-stats ${op} serial\n`,
   );
 }
@@ -116,6 +159,14 @@ export async function encryptFile(
   const header = fromB64u(dk.header, 'header');
   const dek = fromB64u(dk.dek, 'dek');
   const fileNonce = decodeHeader(header).fields.fileNonce;
+  let pos: Awaited<ReturnType<typeof positionalInput>>;
+  try {
+    pos = await positionalInput(job.input, outPath, total);
+  } catch (e) {
+    zeroize(dek);
+    throw e;
+  }
+  if (pos) return encryptPositional(job, outPath, pos, { header, dek, fileNonce }, total!);
   const out = await openOutput(outPath);
   try {
     // A file is read through two reused buffers (readFilePieces: no garbage per read).
@@ -141,6 +192,36 @@ export async function encryptFile(
     throw e instanceof BlindfoldError ? e : toIoError(e, 'encrypt', job.input);
   } finally {
     zeroize(dek);
+  }
+}
+
+/** encryptFile for a regular file to a file: every core reads, seals and writes its own segments. */
+async function encryptPositional(
+  job: FileJob,
+  outPath: string,
+  pos: { fh: FileHandle; pool: ChunkPool },
+  secrets: { header: Uint8Array; dek: Uint8Array; fileNonce: Uint8Array },
+  total: number,
+): Promise<{ output: string; bytes: number }> {
+  const bar = job.progress && total > 8 << 20 ? progressBar(total, 'encrypting') : undefined;
+  let out: Awaited<ReturnType<typeof createAtomicWriteStream>> | undefined;
+  try {
+    out = await createAtomicWriteStream(outPath, { mode: 0o600 });
+    const r = await encryptFileAt(pos.fh.fd, out.fd, {
+      ...secrets,
+      pool: pos.pool,
+      onProgress: bar ? (n) => bar.at(n) : undefined,
+    });
+    bar?.end();
+    streamStats('encrypt', pos.pool, true);
+    await out.commit();
+    return { output: outPath, bytes: r.plainSize };
+  } catch (e) {
+    await out?.abort();
+    throw e instanceof BlindfoldError ? e : toIoError(e, 'encrypt', job.input);
+  } finally {
+    zeroize(secrets.dek);
+    await pos.fh.close().catch(() => {});
   }
 }
 
@@ -181,6 +262,8 @@ export async function decryptFile(
       throw toIoError(e, 'read', job.input);
     }
   }
+  const pos = await positionalInput(job.input, outPath, total);
+  if (pos) return decryptPositional(local, job, outPath, pos, total!);
   const src: AsyncIterable<Uint8Array> =
     job.input === '-' ? process.stdin : readFilePieces(job.input);
   const input =
@@ -209,7 +292,46 @@ export async function decryptFile(
   }
 }
 
-async function rawHeader(path: string, len: number): Promise<Uint8Array> {
+/** decryptFile for a regular file to a file: every core reads, opens and writes its own segments. */
+async function decryptPositional(
+  local: JsonClient,
+  job: FileJob,
+  outPath: string,
+  pos: { fh: FileHandle; pool: ChunkPool },
+  total: number,
+): Promise<{ output: string; bytes: number }> {
+  let dek: Uint8Array | undefined;
+  let out: Awaited<ReturnType<typeof createAtomicWriteStream>> | undefined;
+  try {
+    const header = await readFileHeader(pos.fh);
+    dek = await openDek(local, await rawHeader(pos.fh, header.headerLength));
+    const bar = job.progress && total > 8 << 20 ? progressBar(total, 'decrypting') : undefined;
+    out = await createAtomicWriteStream(outPath, { mode: 0o600 });
+    const r = await decryptFileAt(pos.fh.fd, header.headerLength, out.fd, {
+      dek,
+      fileNonce: header.fields.fileNonce,
+      pool: pos.pool,
+      onProgress: bar ? (n) => bar.at(header.headerLength + n) : undefined,
+    });
+    bar?.end();
+    streamStats('decrypt', pos.pool, true);
+    await out.commit();
+    return { output: outPath, bytes: r.plainSize };
+  } catch (e) {
+    await out?.abort();
+    throw e instanceof BlindfoldError ? e : toIoError(e, 'decrypt', job.input);
+  } finally {
+    if (dek) zeroize(dek);
+    await pos.fh.close().catch(() => {});
+  }
+}
+
+async function rawHeader(path: string | FileHandle, len: number): Promise<Uint8Array> {
+  if (typeof path !== 'string') {
+    const b = Buffer.alloc(len);
+    await path.read(b, 0, len, 0);
+    return new Uint8Array(b);
+  }
   const f = await open(path, 'r');
   try {
     const b = Buffer.alloc(len);

@@ -31,6 +31,11 @@ export interface AtomicWriteStream {
   stream: Writable;
   /** The temporary file being written (in the destination's directory). */
   readonly tempPath: string;
+  /**
+   * The temporary file's descriptor, for positional writes (appliance/positional.ts) instead of
+   * `stream`: never both. Closed by commit() and abort().
+   */
+  readonly fd: number;
   /** Ends the stream if needed, fsyncs the file, renames it over the destination, fsyncs the directory. */
   commit(): Promise<void>;
   /** Discards everything: closes and unlinks the temporary file. Idempotent; a no-op after commit. */
@@ -220,5 +225,5 @@ export async function createAtomicWriteStream(
     }
   };
 
-  return { stream, tempPath, commit, abort };
+  return { stream, tempPath, fd: fh.fd, commit, abort };
 }
