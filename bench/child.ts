@@ -9,7 +9,9 @@
  *   mem <bytes>       memory → null (lib.ts memoryToNull), serial and parallel, in this fresh process:
  *                     prints {serial, parallel: {seal, open: {mbs, cpuPerGB, faultsPerMiB}}, workers}.
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
- *                     streams the file through encryptStream / decryptStream, and prints
+ *                     streams the file through encryptStream / decryptStream (with
+ *                     {positional: 'true'}: encryptFileAt / decryptFileAt, the CLI's path for a
+ *                     file to a file), and prints
  *                     {baselineMaxRssKiB, maxRssKiB, ms, bytes, rssAtStartKiB, streamPeakKiB}
  *                     (streamPeakKiB: the kernel's VmHWM, reset by clear_refs once loaded, so the true peak of every
  *                     thread while streaming; plus heap/external peaks of the main thread sampled
@@ -17,11 +19,13 @@
  *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createChunkPool } from '../src/appliance/chunks.ts';
+import { decryptFileAt, encryptFileAt } from '../src/appliance/positional.ts';
 import {
   decryptStream,
   encryptStream,
+  readFileHeader,
   readFilePieces,
   readHeader,
 } from '../src/appliance/stream.ts';
@@ -137,9 +141,12 @@ async function main(): Promise<void> {
       dek: string;
       fileNonce?: string;
       serial?: boolean;
+      /** 'true': the positional path (appliance/positional.ts), as the CLI runs a file to a file. */
+      positional?: string;
     }>();
     const dek = fromB64u(o.dek);
-    const out = createWriteStream(o.output);
+    const positional = o.positional === 'true';
+    const out = positional ? undefined : createWriteStream(o.output);
     // The pool the CLI uses for big files (chunks.ts defaultWorkers), unless asked for the serial path.
     const parallel = o.serial ? undefined : await createChunkPool();
     // The process's true peak while streaming: the kernel's high-water mark of the resident set
@@ -160,8 +167,35 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     let bytes: number;
-    if (job === 'encrypt') {
-      const r = await encryptStream(readFilePieces(o.input), out, {
+    if (positional) {
+      const fin = openSync(o.input, 'r');
+      const fout = openSync(o.output, 'w');
+      try {
+        if (job === 'encrypt') {
+          bytes = (
+            await encryptFileAt(fin, fout, {
+              header: fromB64u(o.header!),
+              dek,
+              fileNonce: fromB64u(o.fileNonce!),
+              pool: parallel!,
+            })
+          ).plainSize;
+        } else {
+          const header = await readFileHeader(fin);
+          bytes = (
+            await decryptFileAt(fin, header.headerLength, fout, {
+              dek,
+              fileNonce: header.fields.fileNonce,
+              pool: parallel!,
+            })
+          ).plainSize;
+        }
+      } finally {
+        closeSync(fin);
+        closeSync(fout);
+      }
+    } else if (job === 'encrypt') {
+      const r = await encryptStream(readFilePieces(o.input), out!, {
         header: fromB64u(o.header!),
         dek,
         fileNonce: fromB64u(o.fileNonce!),
@@ -170,7 +204,7 @@ async function main(): Promise<void> {
       bytes = r.plainSize;
     } else {
       const { header, payload } = await readHeader(readFilePieces(o.input));
-      const r = await decryptStream(payload, out, {
+      const r = await decryptStream(payload, out!, {
         dek,
         fileNonce: header.fields.fileNonce,
         parallel,

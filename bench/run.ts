@@ -37,14 +37,22 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  openSync,
+  readdirSync,
+  readFileSync,
+} from 'node:fs';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import { Appliance } from '../src/appliance/appliance.ts';
 import { createChunkPool } from '../src/appliance/chunks.ts';
+import { decryptFileAt, encryptFileAt } from '../src/appliance/positional.ts';
 import {
   decryptStream,
   encryptStream,
@@ -530,6 +538,25 @@ async function sha256File(path: string): Promise<string> {
  * writer has (util/atomic.ts), so that sealing and writing overlap; the plain copy gets the same.
  */
 const FILE_OUT = { highWaterMark: 4 << 20 };
+
+/** Runs `f` with `input` open for reading and a new `output` open for writing (both closed after). */
+async function withFds<T>(
+  input: string,
+  output: string,
+  f: (fin: number, fout: number) => Promise<T>,
+): Promise<T> {
+  const fin = openSync(input, 'r');
+  try {
+    const fout = openSync(output, 'wx');
+    try {
+      return await f(fin, fout);
+    } finally {
+      closeSync(fout);
+    }
+  } finally {
+    closeSync(fin);
+  }
+}
 
 async function runFileChild(
   job: 'encrypt' | 'decrypt',
@@ -1089,32 +1116,93 @@ async function main(): Promise<void> {
       limitValue: aesSealN,
       note: `1 MiB reads (readFilePieces, one ahead), fs.WriteStream (4 MiB highWaterMark), page cache, no fsync, best of 2, ${os.tmpdir()}`,
     });
-    let t0 = performance.now();
-    await encryptStream(readFilePieces(plain), createWriteStream(enc, FILE_OUT), {
-      header,
-      dek,
-      fileNonce,
-      parallel: chunkPool,
+    // Each file → file figure is the better of 2 passes, as the copy's: on this kind of machine
+    // the first pass that reads a file just written (or writes fresh pages) measured 2-4× slower
+    // at times, in the kernel (docs/PERFORMANCE.md "perf8"), whatever the path.
+    const bestOf2 = async (f: () => Promise<void>) => {
+      let best = 0;
+      for (let pass = 0; pass < 2; pass++) {
+        const t0 = performance.now();
+        await f();
+        best = Math.max(best, size / 1e6 / ((performance.now() - t0) / 1000));
+      }
+      return best;
+    };
+    // The stream path (stdin or a pipe → file: the input's size is not known).
+    const encMBs = await bestOf2(async () => {
+      await rm(enc, { force: true });
+      await encryptStream(readFilePieces(plain), createWriteStream(enc, FILE_OUT), {
+        header,
+        dek,
+        fileNonce,
+        parallel: chunkPool,
+      });
     });
-    const encMs = performance.now() - t0;
-    t0 = performance.now();
     const h = await readHeader(readFilePieces(enc));
     const dek2 = unwrapDek(h.headerBytes, await appliance.openItem(h.header)); // one recovery
-    await decryptStream(h.payload, createWriteStream(dec, FILE_OUT), {
-      dek: dek2,
-      fileNonce: h.header.fields.fileNonce,
-      parallel: chunkPool,
+    const decMBs = await bestOf2(async () => {
+      await rm(dec, { force: true });
+      const again = await readHeader(readFilePieces(enc));
+      await decryptStream(again.payload, createWriteStream(dec, FILE_OUT), {
+        dek: dek2,
+        fileNonce: h.header.fields.fileNonce,
+        parallel: chunkPool,
+      });
     });
-    const decMs = performance.now() - t0;
-    const same = (await sha256File(plain)) === (await sha256File(dec));
+    let same = (await sha256File(plain)) === (await sha256File(dec));
+    // The positional path (appliance/positional.ts): what the CLI runs for a file to a file.
+    const encP = join(fdir, 'plain.pos.bf');
+    const posEncMBs = await bestOf2(async () => {
+      await rm(encP, { force: true });
+      await withFds(plain, encP, (fin, fout) =>
+        encryptFileAt(fin, fout, { header, dek, fileNonce, pool: chunkPool }),
+      );
+    });
+    same &&= equalBytes(await readFile(encP), await readFile(enc));
+    const posDecMBs = await bestOf2(async () => {
+      await rm(dec, { force: true });
+      await withFds(encP, dec, (fin, fout) =>
+        decryptFileAt(fin, h.headerBytes.length, fout, {
+          dek: dek2,
+          fileNonce: h.header.fields.fileNonce,
+          pool: chunkPool,
+        }),
+      );
+    });
+    same &&= (await sha256File(plain)) === (await sha256File(dec));
     const encSize = (await stat(enc)).size;
     await rm(dec, { force: true });
-    if (!same) throw new Error('decrypted file differs from the original');
-    const encMBs = size / 1e6 / (encMs / 1000);
-    const decMBs = size / 1e6 / (decMs / 1000);
-    for (const [what, v, lim, limName] of [
-      ['encryptStream file → file, parallel', encMBs, aesSealN, `raw AES seal, ${cores} processes`],
-      ['decryptStream file → file, parallel', decMBs, aesOpenN, `raw AES open, ${cores} processes`],
+    await rm(encP, { force: true });
+    if (!same) throw new Error('a file → file path wrote different bytes');
+    for (const [what, v, lim, limName, note] of [
+      [
+        'encryptFileAt file → file, positional',
+        posEncMBs,
+        aesSealN,
+        `raw AES seal, ${cores} processes`,
+        'the CLI for a file to a file',
+      ],
+      [
+        'decryptFileAt file → file, positional',
+        posDecMBs,
+        aesOpenN,
+        `raw AES open, ${cores} processes`,
+        'the CLI for a file to a file',
+      ],
+      [
+        'encryptStream file → file, parallel',
+        encMBs,
+        aesSealN,
+        `raw AES seal, ${cores} processes`,
+        'the stream path, as for stdin or a pipe',
+      ],
+      [
+        'decryptStream file → file, parallel',
+        decMBs,
+        aesOpenN,
+        `raw AES open, ${cores} processes`,
+        'the stream path, as for stdin or a pipe',
+      ],
     ] as const) {
       const r = row({
         section: 'files',
@@ -1123,7 +1211,7 @@ async function main(): Promise<void> {
         unit: 'MB/s',
         limit: limName,
         limitValue: lim,
-        note: `vs plain copy: ${fmt(v / copyMBs, 2)}`,
+        note: `${note}; vs plain copy: ${fmt(v / copyMBs, 2)}; best of 2`,
       });
       r.target = check(r.ratio, '>=', CFG.targets.files);
     }
@@ -1132,6 +1220,8 @@ async function main(): Promise<void> {
       encryptedBytes: encSize,
       encryptMBs: encMBs,
       decryptMBs: decMBs,
+      positionalEncryptMBs: posEncMBs,
+      positionalDecryptMBs: posDecMBs,
       memory: { child: memChild, benchProcess: memHere },
       copyMBs,
       rawAesGcmSealMBs1Core: aesSeal1,
@@ -1143,40 +1233,44 @@ async function main(): Promise<void> {
 
     // 5. Peak memory -------------------------------------------------------------------------------
     console.log(
-      `[5] peak RSS of a child process streaming (parallel: ${Math.max(1, cores - 1)} worker(s) + the calling thread) a ${fmt(size / 1e6)} MB file${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
+      `[5] peak RSS of a child process encrypting and decrypting (${Math.max(1, cores - 1)} worker(s) + the calling thread) a ${fmt(size / 1e6)} MB file to a file, positional (the CLI's path) and streamed (stdin's)${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
     );
     const out2 = join(fdir, 'child.bf');
-    const me = await runFileChild('encrypt', {
-      input: plain,
-      output: out2,
-      header: toB64u(header),
-      dek: toB64u(dek),
-      fileNonce: toB64u(fileNonce),
-    });
-    await rm(out2, { force: true });
-    const md = await runFileChild('decrypt', {
-      input: enc,
-      output: join(fdir, 'child.out'),
-      dek: toB64u(dek),
-    });
-    await rm(join(fdir, 'child.out'), { force: true });
+    const children: [string, Awaited<ReturnType<typeof runFileChild>>][] = [];
+    for (const positional of [true, false]) {
+      const path = positional ? 'positional' : 'stream';
+      const me = await runFileChild('encrypt', {
+        input: plain,
+        output: out2,
+        header: toB64u(header),
+        dek: toB64u(dek),
+        fileNonce: toB64u(fileNonce),
+        ...(positional ? { positional: 'true' } : {}),
+      });
+      await rm(out2, { force: true });
+      const md = await runFileChild('decrypt', {
+        input: enc,
+        output: join(fdir, 'child.out'),
+        dek: toB64u(dek),
+        ...(positional ? { positional: 'true' } : {}),
+      });
+      await rm(join(fdir, 'child.out'), { force: true });
+      children.push([`encrypt, ${path}`, me], [`decrypt, ${path}`, md]);
+    }
     const mb = (kib: number) => kib / 1024;
-    report.memory = { fileBytes: size, encrypt: me, decrypt: md };
-    for (const [what, r] of [
-      ['encrypt', me],
-      ['decrypt', md],
-    ] as const) {
+    report.memory = { fileBytes: size, children: Object.fromEntries(children) };
+    for (const [what, r] of children) {
       const ratio = mb(r.streamPeakKiB) / CFG.targets.rssMB;
       row({
         section: 'memory',
-        figure: `peak RSS while streaming, ${what}`,
+        figure: `peak RSS while running, ${what}`,
         value: mb(r.streamPeakKiB),
         unit: 'MB',
         limit: 'issue bound, MB',
         limitValue: CFG.targets.rssMB,
         ratio,
         target: check(ratio, '<=', 1),
-        note: `${fmt(mb(r.rssAtStartKiB), 1)} MB when the stream started (node + tsx + libsodium + ${Math.max(1, cores - 1)} worker(s)); ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
+        note: `${fmt(mb(r.rssAtStartKiB), 1)} MB when it started (node + tsx + libsodium + ${Math.max(1, cores - 1)} worker(s)); ${fmt(r.bytes / 1e6 / (r.ms / 1000))} MB/s`,
       });
       row({
         section: 'memory',
