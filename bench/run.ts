@@ -1204,16 +1204,15 @@ async function main(): Promise<void> {
         'the stream path, as for stdin or a pipe',
       ],
     ] as const) {
-      const r = row({
+      row({
         section: 'files',
         figure: what,
         value: v,
         unit: 'MB/s',
         limit: limName,
         limitValue: lim,
-        note: `${note}; vs plain copy: ${fmt(v / copyMBs, 2)}; best of 2`,
+        note: `${note}; vs plain copy: ${fmt(v / copyMBs, 2)}; best of 2; in this process (in a fresh one, as the CLI runs: [5])`,
       });
-      r.target = check(r.ratio, '>=', CFG.targets.files);
     }
     report.files = {
       bytes: size,
@@ -1233,7 +1232,7 @@ async function main(): Promise<void> {
 
     // 5. Peak memory -------------------------------------------------------------------------------
     console.log(
-      `[5] peak RSS of a child process encrypting and decrypting (${Math.max(1, cores - 1)} worker(s) + the calling thread) a ${fmt(size / 1e6)} MB file to a file, positional (the CLI's path) and streamed (stdin's)${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
+      `[5] a file to a file in a fresh child process, as the CLI runs it: MB/s against the AES limit, and peak RSS; encrypting and decrypting (${Math.max(1, cores - 1)} worker(s) + the calling thread) a ${fmt(size / 1e6)} MB file to a file, positional (the CLI's path) and streamed (stdin's)${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
     );
     const out2 = join(fdir, 'child.bf');
     const children: [string, Awaited<ReturnType<typeof runFileChild>>][] = [];
@@ -1259,6 +1258,20 @@ async function main(): Promise<void> {
     }
     const mb = (kib: number) => kib / 1024;
     report.memory = { fileBytes: size, children: Object.fromEntries(children) };
+    // File → file as the CLI runs it: in a fresh process (one pass each), against the AES limit.
+    for (const [what, r] of children) {
+      const sealing = what.startsWith('encrypt');
+      const x = row({
+        section: 'files',
+        figure: `${what.replace(',', ' file → file,')}, fresh process`,
+        value: r.bytes / 1e6 / (r.ms / 1000),
+        unit: 'MB/s',
+        limit: `raw AES ${sealing ? 'seal' : 'open'}, ${cores} processes`,
+        limitValue: sealing ? aesSealN : aesOpenN,
+        note: `${what.endsWith('positional') ? 'the CLI for a file to a file' : 'the stream path, as for stdin or a pipe'}; vs plain copy: ${fmt(r.bytes / 1e6 / (r.ms / 1000) / copyMBs, 2)}; one pass`,
+      });
+      x.target = check(x.ratio, '>=', CFG.targets.files);
+    }
     for (const [what, r] of children) {
       const ratio = mb(r.streamPeakKiB) / CFG.targets.rssMB;
       row({
