@@ -12,49 +12,18 @@ import { appendFileSync, closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { type ChunkPool, createChunkPool } from '../src/appliance/chunks.ts';
 import { decryptFileAt, encryptFileAt } from '../src/appliance/positional.ts';
-import { decryptStream, encryptStream, sealFileHeader } from '../src/appliance/stream.ts';
+import { decryptStream, encryptStream } from '../src/appliance/stream.ts';
 import { isBlindfoldError } from '../src/core/errors.ts';
-import {
-  CHUNK_SIZE,
-  freshFileSecrets,
-  type HeaderFields,
-  SEALED_CHUNK_SIZE,
-} from '../src/core/format.ts';
+import { CHUNK_SIZE, SEALED_CHUNK_SIZE } from '../src/core/format.ts';
+import { fileSecrets, Sink } from './helpers/file-fixtures.ts';
 
-const kek = new Uint8Array(32).fill(0x4b);
-const fields: Omit<HeaderFields, 'fileNonce'> = {
-  scheme: 1,
-  mode: 1,
-  keyring: 'test',
-  masterVersion: 1,
-  managerKeyVersion: 1,
-  itemId: new Uint8Array(16).fill(0x1d),
-  itemData: new Uint8Array([1, 2, 3]),
-  ticket: new Uint8Array(0),
-};
 const SEG = 16 * CHUNK_SIZE;
 
-class Sink extends Writable {
-  parts: Buffer[] = [];
-  override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.parts.push(Buffer.from(c));
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
-
-function secrets() {
-  const { dek, fileNonce } = freshFileSecrets();
-  const header = sealFileHeader({ ...fields, fileNonce }, kek, dek);
-  return { dek, fileNonce, header };
-}
+const secrets = fileSecrets;
 
 /** Runs `f` with `path` open for reading and a fresh `out` open for writing. */
 async function withFiles<T>(

@@ -20,43 +20,15 @@ import {
   encryptStream,
   readFilePieces,
   readHeader,
-  sealFileHeader,
   unwrapDek,
 } from '../src/appliance/stream.ts';
 import { equalBytes } from '../src/core/bytes.ts';
 import { isBlindfoldError } from '../src/core/errors.ts';
-import {
-  CHUNK_SIZE,
-  ciphertextSize,
-  freshFileSecrets,
-  type HeaderFields,
-  SEALED_CHUNK_SIZE,
-} from '../src/core/format.ts';
+import { CHUNK_SIZE, ciphertextSize, SEALED_CHUNK_SIZE } from '../src/core/format.ts';
 import { RELEASES_WRITTEN_CHUNKS } from '../src/util/atomic.ts';
+import { fileSecrets, kek, Sink } from './helpers/file-fixtures.ts';
 
-const kek = new Uint8Array(32).fill(0x4b);
-const baseFields: Omit<HeaderFields, 'fileNonce'> = {
-  scheme: 1,
-  mode: 1,
-  keyring: 'test',
-  masterVersion: 1,
-  managerKeyVersion: 1,
-  itemId: new Uint8Array(16).fill(0x1d),
-  itemData: new Uint8Array([1, 2, 3]),
-  ticket: new Uint8Array(0),
-};
 const SEG = 16 * CHUNK_SIZE;
-
-class Sink extends Writable {
-  parts: Buffer[] = [];
-  override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.parts.push(Buffer.from(c));
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
 
 function* pieces(data: Uint8Array, maxPiece: number, seed = 1): Generator<Uint8Array> {
   let s = seed;
@@ -84,10 +56,7 @@ after(async () => {
   await one?.close();
 });
 
-const secrets = () => {
-  const { dek, fileNonce } = freshFileSecrets();
-  return { dek, fileNonce, header: sealFileHeader({ ...baseFields, fileNonce }, kek, dek) };
-};
+const secrets = fileSecrets;
 
 async function enc(
   plain: Uint8Array,

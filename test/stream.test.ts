@@ -4,7 +4,6 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -25,35 +24,12 @@ import {
   ciphertextSize,
   decodeHeader,
   freshFileSecrets,
-  type HeaderFields,
   SEALED_CHUNK_SIZE,
 } from '../src/core/format.ts';
 import { createAtomicWriteStream } from '../src/util/atomic.ts';
+import { baseFields, kek, Sink } from './helpers/file-fixtures.ts';
 
 const code = (c: string) => (e: unknown) => isBlindfoldError(e) && e.code === c;
-
-const kek = new Uint8Array(32).fill(0x4b);
-const baseFields: Omit<HeaderFields, 'fileNonce'> = {
-  scheme: 1,
-  mode: 1,
-  keyring: 'test',
-  masterVersion: 1,
-  managerKeyVersion: 1,
-  itemId: new Uint8Array(16).fill(0x1d),
-  itemData: new Uint8Array([1, 2, 3]),
-  ticket: new Uint8Array(0),
-};
-
-class Sink extends Writable {
-  parts: Buffer[] = [];
-  override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.parts.push(Buffer.from(c));
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
 
 /** Yields `data` in pieces of random sizes (1..maxPiece), seeded for reproducibility. */
 async function* pieces(data: Uint8Array, maxPiece = 100_000, seed = 1): AsyncGenerator<Uint8Array> {
