@@ -96,6 +96,16 @@ export function parseEndpoints(baseUrl: string): string[] {
   return list;
 }
 
+/**
+ * Bodies above this ask `Expect: 100-continue` first (server/common.ts): a body the server would
+ * refuse (too large, or unauthenticated) is then never sent, and the refusal reaches the caller
+ * with its code (ERR_TOO_LARGE), not as a write into a closed connection (EPIPE). Smaller bodies
+ * fit in the socket's buffers whatever the server does, and pay no extra round trip.
+ */
+export const EXPECT_CONTINUE_BYTES = 64 * 1024;
+/** How long to wait for "100 Continue" before sending the body anyway (RFC 9110 §10.1.1). */
+const CONTINUE_WAIT_MS = 1000;
+
 export function createJsonClient(o: ClientOptions): JsonClient {
   const endpoints: Endpoint[] = parseEndpoints(o.baseUrl).map((text) => {
     const url = new URL(text);
@@ -124,7 +134,19 @@ export function createJsonClient(o: ClientOptions): JsonClient {
       if (payload) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = String(payload.length);
+        if (payload.length > EXPECT_CONTINUE_BYTES) headers.expect = '100-continue';
       }
+      // With Expect, the body goes once the server said "100 Continue" (or after CONTINUE_WAIT_MS,
+      // for a server that ignores Expect); an answer that comes first (413, 401) is read and the
+      // body never sent, and the connection, which still owes it, is not reused.
+      let bodySent = headers.expect === undefined;
+      let waitForContinue: NodeJS.Timeout | undefined;
+      const sendBody = () => {
+        if (bodySent) return;
+        bodySent = true;
+        clearTimeout(waitForContinue);
+        req.end(payload);
+      };
       if (o.token) headers.authorization = `Bearer ${o.token}`;
       const req = (ep.isHttps ? https : http).request(
         {
@@ -138,10 +160,14 @@ export function createJsonClient(o: ClientOptions): JsonClient {
           timeout: timeoutMs,
         },
         (res) => {
+          const owesBody = !bodySent;
+          bodySent = true;
+          clearTimeout(waitForContinue);
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', (e) => reject(unavailable(ep.text, e)));
           res.on('end', () => {
+            if (owesBody) req.destroy();
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
             let json: unknown;
@@ -180,7 +206,13 @@ export function createJsonClient(o: ClientOptions): JsonClient {
       );
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on('error', (e) => reject(unavailable(ep.text, e)));
-      req.end(payload);
+      if (bodySent) {
+        req.end(payload);
+      } else {
+        req.on('continue', sendBody);
+        waitForContinue = setTimeout(sendBody, CONTINUE_WAIT_MS);
+        req.flushHeaders();
+      }
     });
 
   const pick = (): Endpoint => {

@@ -177,7 +177,28 @@ export function toErrorReply(
   };
 }
 
+/**
+ * `Expect: 100-continue` (RFC 9110 §10.1.1): a client about to send a large body asks first and
+ * sends it only after "100 Continue" (appliance/client.ts does above EXPECT_CONTINUE_BYTES). Node
+ * answers 100 by itself unless a 'checkContinue' listener exists: with this one, the request goes
+ * through routing and the onRequest hooks first (authentication), and 100 is sent when the body is
+ * about to be parsed, only if its Content-Length is within the route's bodyLimit. Above it, Fastify
+ * answers 413 (ERR_TOO_LARGE) and closes the connection before a byte of the body was sent: the
+ * client reads that answer, where it used to fail writing into the closed connection (EPIPE).
+ */
+function installExpectContinue(app: FastifyInstance): void {
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  app.addHook('preParsing', async (request, reply, payload) => {
+    if (request.headers.expect?.toLowerCase() === '100-continue' && !reply.raw.headersSent) {
+      const length = Number(request.headers['content-length']);
+      if (!(length > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
+    }
+    return payload;
+  });
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
+  installExpectContinue(app);
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toErrorReply(err, request);
     if (status >= 500) request.log.error({ err }, 'request failed');
