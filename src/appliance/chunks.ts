@@ -11,6 +11,11 @@
  * transferred buffer the worker zeroes after making a KeyObject of it, forgotten at the end of the
  * stream) and the segments. Plaintext buffers are zeroed by the worker after sealing; an opened
  * segment whose tag fails is zeroed and never returned.
+ *
+ * For a file to a file (positional.ts), a worker gets no segment at all: only the nonces, two file
+ * descriptors and two positions (`runAt`). It preads the segment into a buffer of its own, seals or
+ * opens it, pwrites the result (an opened segment only once every tag in it verified) and wipes
+ * whichever of its two buffers held plaintext.
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
