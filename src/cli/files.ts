@@ -199,10 +199,17 @@ export async function encryptFile(
  * The positional path works on descriptors, so its ERR_IO messages name no file: say which (the
  * atomic writer's own errors already do, and pass unchanged).
  */
-function namingFiles(e: unknown, what: string, input: string, output: string): BlindfoldError {
+function namingFiles(
+  e: unknown,
+  what: 'encrypt' | 'decrypt',
+  input: string,
+  output: string,
+): BlindfoldError {
   if (!(e instanceof BlindfoldError)) return toIoError(e, what, input);
   if (e.code !== 'ERR_IO' || e.message.includes(input) || e.message.includes(output)) return e;
-  return new BlindfoldError('ERR_IO', `${what} ${input} to ${output}: ${e.message}`, { cause: e });
+  return new BlindfoldError('ERR_IO', `cannot ${what} ${input} to ${output}: ${e.message}`, {
+    cause: e,
+  });
 }
 
 /** encryptFile for a regular file to a file: every core reads, seals and writes its own segments. */
@@ -228,7 +235,7 @@ async function encryptPositional(
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
     await out?.abort();
-    throw namingFiles(e, 'encrypting', job.input, outPath);
+    throw namingFiles(e, 'encrypt', job.input, outPath);
   } finally {
     zeroize(secrets.dek);
     await pos.fh.close().catch(() => {});
@@ -329,7 +336,7 @@ async function decryptPositional(
     return { output: outPath, bytes: r.plainSize };
   } catch (e) {
     await out?.abort();
-    throw namingFiles(e, 'decrypting', job.input, outPath);
+    throw namingFiles(e, 'decrypt', job.input, outPath);
   } finally {
     if (dek) zeroize(dek);
     await pos.fh.close().catch(() => {});
