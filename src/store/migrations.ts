@@ -1,7 +1,8 @@
 /**
  * Versioned schema migrations. Append only: a released migration is never edited. The SQL is
  * the portable subset that SQLite and PostgreSQL (and PostgreSQL-wire engines) share: no
- * triggers, no stored procedures, BLOB/BYTEA chosen per dialect.
+ * triggers, no stored procedures, BLOB/BYTEA chosen per dialect; a migration that only one
+ * dialect needs (v6) exists in that dialect's list only.
  */
 export interface Migration {
   version: number;
@@ -225,12 +226,45 @@ CREATE TABLE keyring_chains (
 `;
 }
 
+/**
+ * v6, SQLite only: the audit table keyed by `seq INTEGER PRIMARY KEY`. In SQLite only that exact
+ * type makes the key the table's rowid; v1's `seq BIGINT PRIMARY KEY` made SQLite keep a second
+ * b-tree (an automatic unique index) beside the table, written on every append: ~13 of ~255 bytes
+ * per entry, and 2-4 µs per insert (docs/PERFORMANCE.md, "perf8"). The table is rebuilt once, in
+ * the migration's transaction; the entries, their order and their hashes are copied unchanged.
+ * PostgreSQL keeps its primary-key index either way and has no v6.
+ */
+function sqliteAuditRowidV6(): string {
+  const columns =
+    'seq, ts, actor, action, keyring, item, key_version, outcome, code, request_id, prev_hash, hash';
+  return `
+CREATE TABLE audit_v6 (
+  seq INTEGER PRIMARY KEY,
+  ts BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  keyring TEXT,
+  item TEXT,
+  key_version INTEGER,
+  outcome TEXT NOT NULL,
+  code TEXT,
+  request_id TEXT,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+INSERT INTO audit_v6 (${columns}) SELECT ${columns} FROM audit ORDER BY seq;
+DROP TABLE audit;
+ALTER TABLE audit_v6 RENAME TO audit;
+`;
+}
+
 export const SQL_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BLOB') },
   { version: 2, sql: schemaV2() },
   { version: 3, sql: schemaV3() },
   { version: 4, sql: schemaV4() },
   { version: 5, sql: schemaV5() },
+  { version: 6, sql: sqliteAuditRowidV6() },
 ];
 export const PG_MIGRATIONS: Migration[] = [
   { version: 1, sql: schemaV1('BYTEA') },
