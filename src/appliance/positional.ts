@@ -16,13 +16,14 @@
  * write into util/atomic.ts's temporary file, and abort() it on any error. A decryption writes
  * the plaintext of a segment only once every tag of the segment has verified; on error the
  * temporary file (holding only verified plaintext) is deleted. Plaintext in this module's and the
- * workers' buffers is wiped after each segment.
+ * workers' buffers is wiped after each segment: hygiene, not a guarantee, since node:crypto keeps
+ * copies no API reaches (SPEC.md §2.6).
  *
  * The input must not change while it is read: its size is taken at the start and checked at the
  * end (ERR_IO if it changed); a file that shrinks while read fails with ERR_IO (encrypting) or
  * ERR_TRUNCATED (decrypting).
  */
-import { createCipheriv, type KeyObject } from 'node:crypto';
+import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { fstat, readSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { zeroize } from '../core/bytes.ts';
@@ -44,13 +45,7 @@ import {
   SEGMENT_CHUNKS,
   SEGMENT_SEALED,
 } from './chunks.ts';
-import {
-  checkHeaderFor,
-  openChunk,
-  openFinal,
-  payloadKeyObject,
-  type StreamResult,
-} from './stream.ts';
+import { checkHeaderFor, openChunk, openFinal, type StreamResult } from './stream.ts';
 
 const fstatFd = promisify(fstat);
 
@@ -72,6 +67,22 @@ export interface DecryptFileOptions extends PositionalOptions {
   dek: Uint8Array;
   /** From the file's header (readFileHeader). */
   fileNonce: Uint8Array;
+}
+
+/**
+ * The payload key (SPEC.md §6.2), derived once: as a KeyObject for this thread and handed to the
+ * pool's session for the workers; the derived bytes are wiped.
+ */
+function keyAndSession(opts: PositionalOptions & { dek: Uint8Array; fileNonce: Uint8Array }): {
+  key: KeyObject;
+  session: ChunkSession;
+} {
+  const pk = payloadKey(opts.dek, opts.fileNonce);
+  try {
+    return { key: createSecretKey(pk), session: opts.pool.session(pk) };
+  } finally {
+    zeroize(pk);
+  }
 }
 
 /** The size of a regular file, or ERR_INVALID_ARGUMENT: positions need a file, not a pipe. */
@@ -204,16 +215,13 @@ export async function encryptFileAt(
   const size = await regularFileSize(input);
   const n = chunkCount(size);
   const H = opts.header.length;
-  const key = payloadKeyObject(opts.dek, opts.fileNonce);
-  const pk = payloadKey(opts.dek, opts.fileNonce);
-  const session = opts.pool.session(pk);
-  zeroize(pk);
+  const { key, session } = keyAndSession(opts);
   const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
   const plain = Buffer.allocUnsafeSlow(SEGMENT_CHUNKS * CHUNK_SIZE);
   const sealed = Buffer.allocUnsafeSlow(SEGMENT_SEALED);
   const short = () =>
     new BlindfoldError('ERR_IO', 'the input file ended early (changed while read)');
-  // Seals `count` chunks of `data` from index `first` into `sealed`.
+  // Seals `count` chunks of `plain` from index `first` into `sealed` (`last`: the final chunk).
   const seal = (first: number, count: number, last: boolean) => {
     for (let k = 0; k < count; k++) {
       const c = createCipheriv('aes-256-gcm', key, chunkNonce(first + k, last, nonce), {
@@ -300,10 +308,7 @@ export async function decryptFileAt(
   // rest (1 to SEALED_CHUNK_SIZE bytes, or none) is the final chunk, judged by openFinal.
   const finalLen = payload > 0 ? ((payload - 1) % SEALED_CHUNK_SIZE) + 1 : 0;
   const chunks = (payload - finalLen) / SEALED_CHUNK_SIZE;
-  const key: KeyObject = payloadKeyObject(opts.dek, opts.fileNonce);
-  const pk = payloadKey(opts.dek, opts.fileNonce);
-  const session = opts.pool.session(pk);
-  zeroize(pk);
+  const { key, session } = keyAndSession(opts);
   const nonce = Buffer.alloc(CHUNK_NONCE_SIZE);
   const sealed = Buffer.allocUnsafeSlow(SEGMENT_SEALED);
   const plain = Buffer.allocUnsafeSlow(SEGMENT_CHUNKS * CHUNK_SIZE);

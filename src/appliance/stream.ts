@@ -260,7 +260,7 @@ function counted(
 export const DEFAULT_WRITE_SIZE = 1 << 20;
 
 /** The stream's AES-256-GCM key (SPEC.md §6.2) as a KeyObject; the derived bytes are wiped. */
-export function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
+function payloadKeyObject(dek: Uint8Array, fileNonce: Uint8Array): KeyObject {
   const k = payloadKey(dek, fileNonce);
   try {
     return createSecretKey(k);

@@ -197,6 +197,10 @@ function installExpectContinue(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Every server's refusal path: `Expect: 100-continue` (above), the JSON error contract for
+ * thrown errors, and 404s in the same shape.
+ */
 export function installErrorHandling(app: FastifyInstance): void {
   installExpectContinue(app);
   app.setErrorHandler((err, request, reply) => {
