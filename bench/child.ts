@@ -8,6 +8,10 @@
  *                     prints {rate}; one per core measures the limit next to each load point.
  *   mem <bytes>       memory → null (lib.ts memoryToNull), serial and parallel, in this fresh process:
  *                     prints {serial, parallel: {seal, open: {mbs, cpuPerGB, faultsPerMiB}}, workers}.
+ *   pcopy             reads {input, output, threads} as JSON on stdin and copies the file with
+ *                     `threads` threads (this one and threads − 1 workers), each preading and
+ *                     pwriting its own 1 MiB segments, no crypto: the I/O of the positional path
+ *                     alone. Two passes; prints the faster as {mbs, cpuPerGB} (CPU of every thread).
  *   encrypt | decrypt reads {input, output, header|dek, fileNonce} (base64url) as JSON on stdin,
  *                     streams the file through encryptStream / decryptStream (with
  *                     {positional: 'true'}: encryptFileAt / decryptFileAt, the CLI's path for a
@@ -19,7 +23,16 @@
  *                     resident set since start (getrusage, KiB on Linux); the baseline is taken
  *                     after all imports (node + tsx + libsodium), before the stream starts.
  */
-import { closeSync, createWriteStream, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  createWriteStream,
+  fstatSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { createChunkPool } from '../src/appliance/chunks.ts';
 import { decryptFileAt, encryptFileAt } from '../src/appliance/positional.ts';
 import {
@@ -77,6 +90,71 @@ function waitForGo(): Promise<void> {
   });
 }
 
+/**
+ * The positional path's I/O without its crypto (job pcopy): `threads` threads, thread t copying
+ * segments t, t + threads, … of 1 MiB with pread and pwrite, as positional.ts's threads do.
+ */
+const COPY_WORKER = `
+const { parentPort, workerData: w } = require('node:worker_threads');
+const { readSync, writeSync } = require('node:fs');
+const buf = Buffer.allocUnsafeSlow(w.seg);
+parentPort.once('message', () => {
+  for (let i = w.t; i * w.seg < w.size; i += w.threads) {
+    const pos = i * w.seg, len = Math.min(w.seg, w.size - pos);
+    let got = 0;
+    while (got < len) { const n = readSync(w.fin, buf, got, len - got, pos + got); if (n === 0) throw new Error('short read'); got += n; }
+    let done = 0;
+    while (done < len) done += writeSync(w.fout, buf, done, len - done, pos + done);
+  }
+  parentPort.postMessage('done');
+});
+parentPort.postMessage('ready');
+`;
+
+async function parallelCopy(
+  input: string,
+  output: string,
+  threads: number,
+): Promise<{ mbs: number; cpuPerGB: number }> {
+  const fin = openSync(input, 'r');
+  const fout = openSync(output, 'w');
+  try {
+    const size = fstatSync(fin).size;
+    // Every thread copies (this one only waits), so `threads` cores are busy, as with
+    // positional.ts's workers and calling thread. Timed from "go", once all have started.
+    const workers = await Promise.all(
+      Array.from({ length: threads }, async (_, t) => {
+        const w = new Worker(COPY_WORKER, {
+          eval: true,
+          workerData: { fin, fout, size, t, threads, seg: 1 << 20 },
+        });
+        const next = () =>
+          new Promise<void>((resolve, reject) => {
+            w.once('message', () => resolve());
+            w.once('error', reject);
+          });
+        await next(); // ready
+        return { w, next };
+      }),
+    );
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const done = workers.map(({ w, next }) => {
+      const d = next();
+      w.postMessage('go');
+      return d;
+    });
+    await Promise.all(done);
+    const s = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    await Promise.all(workers.map(({ w }) => w.terminate()));
+    return { mbs: size / 1e6 / s, cpuPerGB: ((c.user + c.system) / 1e6) * (1e9 / size) };
+  } finally {
+    closeSync(fin);
+    closeSync(fout);
+  }
+}
+
 async function main(): Promise<void> {
   const job = process.argv[2];
   if (job === 'probe') {
@@ -131,6 +209,17 @@ async function main(): Promise<void> {
     const parallel = await memoryToNull(bytes, pool);
     await pool.close();
     process.stdout.write(`${JSON.stringify({ serial, parallel, workers: pool.size })}\n`);
+    return;
+  }
+  if (job === 'pcopy') {
+    const o = await readStdinJson<{ input: string; output: string; threads: number }>();
+    let best = { mbs: 0, cpuPerGB: 0 };
+    for (let pass = 0; pass < 2; pass++) {
+      const r = await parallelCopy(o.input, o.output, o.threads);
+      rmSync(o.output, { force: true });
+      if (r.mbs > best.mbs) best = r;
+    }
+    process.stdout.write(`${JSON.stringify(best)}\n`);
     return;
   }
   if (job === 'encrypt' || job === 'decrypt') {
