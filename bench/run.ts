@@ -1264,25 +1264,45 @@ async function main(): Promise<void> {
       `[5] a file to a file in a fresh child process, as the CLI runs it: MB/s against the AES limit, and peak RSS; encrypting and decrypting (${Math.max(1, cores - 1)} worker(s) + the calling thread) a ${fmt(size / 1e6)} MB file to a file, positional (the CLI's path) and streamed (stdin's)${size < 1e9 ? ' (not 1 GB: use --full for 1 GB)' : ''}`,
     );
     const out2 = join(fdir, 'child.bf');
-    const children: [string, Awaited<ReturnType<typeof runFileChild>>][] = [];
+    type FileChild = Awaited<ReturnType<typeof runFileChild>>;
+    // Each figure is the faster of 2 fresh processes, as the copy and the bound below are best of
+    // 2: a pass that writes fresh pages is at times 2-4× slower here, all in system time ("perf8").
+    // The peak RSS reported is the higher of the two.
+    const bestChild = async (run: () => Promise<FileChild>): Promise<FileChild> => {
+      const a = await run();
+      const b = await run();
+      const best = a.ms <= b.ms ? a : b;
+      return {
+        ...best,
+        streamPeakKiB: Math.max(a.streamPeakKiB, b.streamPeakKiB),
+        maxRssKiB: Math.max(a.maxRssKiB, b.maxRssKiB),
+      };
+    };
+    const children: [string, FileChild][] = [];
     for (const positional of [true, false]) {
       const path = positional ? 'positional' : 'stream';
-      const me = await runFileChild('encrypt', {
-        input: plain,
-        output: out2,
-        header: toB64u(header),
-        dek: toB64u(dek),
-        fileNonce: toB64u(fileNonce),
-        ...(positional ? { positional: 'true' } : {}),
+      const me = await bestChild(async () => {
+        const r = await runFileChild('encrypt', {
+          input: plain,
+          output: out2,
+          header: toB64u(header),
+          dek: toB64u(dek),
+          fileNonce: toB64u(fileNonce),
+          ...(positional ? { positional: 'true' } : {}),
+        });
+        await rm(out2, { force: true });
+        return r;
       });
-      await rm(out2, { force: true });
-      const md = await runFileChild('decrypt', {
-        input: enc,
-        output: join(fdir, 'child.out'),
-        dek: toB64u(dek),
-        ...(positional ? { positional: 'true' } : {}),
+      const md = await bestChild(async () => {
+        const r = await runFileChild('decrypt', {
+          input: enc,
+          output: join(fdir, 'child.out'),
+          dek: toB64u(dek),
+          ...(positional ? { positional: 'true' } : {}),
+        });
+        await rm(join(fdir, 'child.out'), { force: true });
+        return r;
       });
-      await rm(join(fdir, 'child.out'), { force: true });
       children.push([`encrypt, ${path}`, me], [`decrypt, ${path}`, md]);
     }
     // The bound of a file → file path on these cores: its I/O (the positional path's preads and
@@ -1343,7 +1363,7 @@ async function main(): Promise<void> {
         unit: 'MB/s',
         limit: `raw AES ${sealing ? 'seal' : 'open'}, ${cores} processes`,
         limitValue: sealing ? aesSealN : aesOpenN,
-        note: `${what.endsWith('positional') ? 'the CLI for a file to a file' : 'the stream path, as for stdin or a pipe'}; vs the bound above: ${fmt(r.bytes / 1e6 / (r.ms / 1000) / boundFor(sealing ? aesSealN : aesOpenN), 2)}; CPU ${fmt(r.cpuMs / 1000 / (r.bytes / 1e9), 2)} s per GB; one pass`,
+        note: `${what.endsWith('positional') ? 'the CLI for a file to a file' : 'the stream path, as for stdin or a pipe'}; vs the bound above: ${fmt(r.bytes / 1e6 / (r.ms / 1000) / boundFor(sealing ? aesSealN : aesOpenN), 2)}; CPU ${fmt(r.cpuMs / 1000 / (r.bytes / 1e9), 2)} s per GB; best of 2 processes`,
       });
       x.target = check(x.ratio, '>=', CFG.targets.files);
     }

@@ -190,6 +190,80 @@ describe('parallel streams', () => {
     }
   });
 
+  test('property: segments done on the calling thread, straight from any split of the input, give the serial bytes and the serial errors', async () => {
+    // With one worker (window 2) the calling thread takes about every third segment, chunk by
+    // chunk from the caller's pieces (a chunk cut across pieces is copied first). Any size, any
+    // split, and any cut of the sealed file: the same bytes as the serial path, and on decryption
+    // the same error code, with only verified plaintext written.
+    const decWith = async (file: Uint8Array, parallel: ChunkPool | undefined, maxPiece: number) => {
+      const sink = new Sink();
+      try {
+        const { header, payload } = await readHeader(pieces(file, maxPiece, maxPiece + 1));
+        await decryptStream(payload, sink, {
+          dek: unwrapDek(header, kek),
+          fileNonce: header.fields.fileNonce,
+          parallel,
+        });
+        return { out: sink.bytes, code: undefined };
+      } catch (error) {
+        return { out: sink.bytes, code: code(error) };
+      }
+    };
+    const before = one.stats();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2 * SEG, max: 7 * SEG + 3 * CHUNK_SIZE }),
+        fc.oneof(
+          fc.integer({ min: 1000, max: 3 * CHUNK_SIZE }),
+          fc.integer({ min: CHUNK_SIZE, max: 2 * SEG }),
+        ),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        async (size, maxPiece, cutAt) => {
+          const plain = randomBytes(size);
+          const s = secrets();
+          const serial = await enc(plain, s, false, maxPiece);
+          const sink = new Sink();
+          await encryptStream(pieces(plain, maxPiece, size), sink, { ...s, parallel: one });
+          assert.ok(sink.bytes.equals(serial), 'parallel bytes differ from serial');
+          const whole = await decWith(serial, one, maxPiece);
+          assert.equal(whole.code, undefined);
+          assert.ok(whole.out.equals(plain));
+          const cut = serial.subarray(0, Math.floor(cutAt * serial.length));
+          const a = await decWith(cut, undefined, maxPiece);
+          const b = await decWith(cut, one, maxPiece);
+          assert.equal(b.code, a.code, `cut at ${cut.length}`);
+          assert.ok(b.out.equals(plain.subarray(0, b.out.length)), 'unverified output');
+        },
+      ),
+      { numRuns: 12 },
+    );
+    // Pieces of a fixed size, ending exactly at chunk or segment boundaries (as a file read in
+    // 1 MiB pieces is): the last whole chunk of the input must wait for the end to be known, even
+    // when it fills a piece exactly.
+    for (const pieceSize of [CHUNK_SIZE, SEG, SEALED_CHUNK_SIZE]) {
+      for (const size of [3 * SEG, 4 * SEG, 5 * SEG + CHUNK_SIZE, 6 * SEG, 7 * SEG - CHUNK_SIZE]) {
+        const plain = randomBytes(size);
+        const s = secrets();
+        const serial = await enc(plain, s, false);
+        const fixed = function* (data: Uint8Array, n: number) {
+          for (let o = 0; o < data.length; o += n) yield data.subarray(o, o + n);
+        };
+        const sink = new Sink();
+        await encryptStream(fixed(plain, pieceSize), sink, { ...s, parallel: one });
+        assert.ok(sink.bytes.equals(serial), `pieces of ${pieceSize}, size ${size}`);
+        const out = new Sink();
+        const { header, payload } = await readHeader(fixed(serial, pieceSize));
+        await decryptStream(payload, out, {
+          dek: unwrapDek(header, kek),
+          fileNonce: header.fields.fileNonce,
+          parallel: one,
+        });
+        assert.ok(out.bytes.equals(plain), `pieces of ${pieceSize}, size ${size}`);
+      }
+    }
+    assert.ok(one.stats().local - before.local >= 12, 'the calling thread took no segment');
+  });
+
   test('tampering, reordering and truncation are detected; nothing unverified is written', async () => {
     const plain = randomBytes(4 * SEG + 3 * CHUNK_SIZE + 99);
     const s = secrets();
