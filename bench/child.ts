@@ -6,7 +6,8 @@
  *   aes-seal <ms> | aes-open <ms>   the same with lib.ts rawAes: {rate} in MB/s.
  *   probe             like scalarmult, but stays: each "go <ms>" line on stdin runs once more and
  *                     prints {rate}; one per core measures the limit next to each load point.
- *   mem <bytes>       memory → null (lib.ts memoryToNull), serial and parallel, in this fresh process:
+ *   mem <bytes> [ms]  memory → null (lib.ts memoryToNull: at least <bytes> and <ms> per direction),
+ *                     serial and parallel, in this fresh process:
  *                     prints {serial, parallel: {seal, open: {mbs, cpuPerGB, faultsPerMiB}}, workers}.
  *   pcopy             reads {input, output, threads} as JSON on stdin and copies the file with
  *                     `threads` threads (this one and threads − 1 workers), each preading and
@@ -204,9 +205,10 @@ async function main(): Promise<void> {
     // memory → null in a process of its own, as the CLI runs a file and as the AES limit is
     // measured: serial, then with the pool the CLI uses (chunks.ts defaultWorkers).
     const bytes = Number(process.argv[3] ?? 128e6);
-    const serial = await memoryToNull(bytes, undefined);
+    const minMs = Number(process.argv[4] ?? 0);
+    const serial = await memoryToNull(bytes, undefined, minMs);
     const pool = await createChunkPool();
-    const parallel = await memoryToNull(bytes, pool);
+    const parallel = await memoryToNull(bytes, pool, minMs);
     await pool.close();
     process.stdout.write(`${JSON.stringify({ serial, parallel, workers: pool.size })}\n`);
     return;

@@ -1084,13 +1084,16 @@ async function main(): Promise<void> {
     // collection the stream triggers costs 2-5× more; docs/PERFORMANCE.md "perf7").
     const memBytes = Math.min(size, 256e6);
     const memChild = JSON.parse(
-      (await childOutput(spawnChild(['mem', String(memBytes)]))).trim().split('\n').pop()!,
+      (await childOutput(spawnChild(['mem', String(memBytes), String(CFG.aesMs)])))
+        .trim()
+        .split('\n')
+        .pop()!,
     ) as Record<'serial' | 'parallel', { seal: MemoryRun; open: MemoryRun }>;
     // In this process too, with --full only (the default run keeps under two minutes).
     const memHere = FULL
       ? {
-          serial: await memoryToNull(memBytes, undefined),
-          parallel: await memoryToNull(memBytes, chunkPool),
+          serial: await memoryToNull(memBytes, undefined, CFG.aesMs),
+          parallel: await memoryToNull(memBytes, chunkPool, CFG.aesMs),
         }
       : undefined;
     const cost = (r: MemoryRun) =>
