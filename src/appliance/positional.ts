@@ -16,8 +16,9 @@
  * write into util/atomic.ts's temporary file, and abort() it on any error. A decryption writes
  * the plaintext of a segment only once every tag of the segment has verified; on error the
  * temporary file (holding only verified plaintext) is deleted. Plaintext in this module's and the
- * workers' buffers is wiped after each segment: hygiene, not a guarantee, since node:crypto keeps
- * copies no API reaches (SPEC.md §2.6).
+ * workers' buffers is overwritten by the next segment and wiped when the file is done, whatever
+ * the outcome: hygiene, not a guarantee, since node:crypto keeps copies no API reaches (SPEC.md
+ * §2.6).
  *
  * The input must not change while it is read: its size is taken at the start and checked at the
  * end (ERR_IO if it changed); a file that shrinks while read fails with ERR_IO (encrypting) or
@@ -258,9 +259,9 @@ export async function encryptFileAt(
       here: (first, count) => {
         try {
           const len = count * CHUNK_SIZE;
+          // `plain` is overwritten by the next segment and wiped at the end (finally).
           if (readFull(input, plain, len, first * CHUNK_SIZE) !== len) throw short();
           seal(first, count, false);
-          plain.fill(0, 0, len);
           writeFull(output, sealed, count * SEALED_CHUNK_SIZE, H + first * SEALED_CHUNK_SIZE);
           session.local(len);
         } catch (e) {
@@ -350,12 +351,11 @@ export async function decryptFileAt(
             plain.set(pt, k * CHUNK_SIZE);
             pt.fill(0);
           }
-          // Every tag of the segment verified: now, and only now, it may be written.
+          // Every tag of the segment verified: now, and only now, it may be written. `plain` is
+          // overwritten by the next segment and wiped at the end (finally).
           writeFull(output, plain, count * CHUNK_SIZE, first * CHUNK_SIZE);
         } catch (e) {
           throw e instanceof BlindfoldError ? e : ioError(e);
-        } finally {
-          plain.fill(0, 0, count * CHUNK_SIZE);
         }
         session.local(len);
       },
