@@ -40,7 +40,12 @@ import {
 } from '../src/core/group.ts';
 import { deriveKey } from '../src/core/hash.ts';
 import { type Rng, seededRng } from '../src/core/random.ts';
-import { type EcCiphertext, ecElGamal as S } from '../src/core/schemes/ec-elgamal.ts';
+import {
+  answerFromEncoded,
+  type EcCiphertext,
+  ecElGamal as S,
+  shareOfEncoded,
+} from '../src/core/schemes/ec-elgamal.ts';
 import { sodium } from '../src/core/sodium.ts';
 
 const NP = ristretto255.Point;
@@ -428,5 +433,88 @@ describe('ec-elgamal: encodings', () => {
     throwsCode(() => S.decodeSecretKey(l), 'ERR_DECODE');
     throwsCode(() => S.decodeShare(pk, l), 'ERR_DECODE');
     throwsCode(() => S.decodeShare(pk, new Uint8Array(33)), 'ERR_DECODE');
+  });
+});
+
+describe("ec-elgamal: the manager's answers from encodings (issue #9: each point decoded once)", () => {
+  // answerFromEncoded and shareOfEncoded skip the separate validation of points that libsodium's
+  // operations decode anyway. They must give exactly what the separate steps give: the same
+  // answer, or the same error (code and message), for every input, valid or not.
+  const { publicKey: pk, secretKey: sk } = S.generateKeyPair();
+  const outcome = (f: () => Uint8Array): string => {
+    try {
+      return `ok ${toHex(f())}`;
+    } catch (e) {
+      return isBlindfoldError(e) ? `${e.code} ${e.message}` : `not a BlindfoldError: ${String(e)}`;
+    }
+  };
+  const zero = new Uint8Array(32);
+  const nonCanonical = new Uint8Array(32).fill(0xff);
+  const negative = Uint8Array.of(1, ...new Uint8Array(31));
+  const point = fc.oneof(
+    fc.constant('valid'),
+    fc.constantFrom('identity', 'non-canonical', 'negative', 'random', 'short', 'long'),
+  );
+  const bytesOf = (kind: string, valid: Uint8Array, rnd: Uint8Array): Uint8Array =>
+    kind === 'valid'
+      ? valid
+      : kind === 'identity'
+        ? zero
+        : kind === 'non-canonical'
+          ? nonCanonical
+          : kind === 'negative'
+            ? negative
+            : kind === 'random'
+              ? rnd
+              : kind === 'short'
+                ? valid.subarray(0, 31)
+                : concat(valid, u8(7));
+
+  test('answerFromEncoded = applyShare(decrypt(decodeCiphertext(·))), value or error', () => {
+    fc.assert(
+      fc.property(
+        point,
+        point,
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.boolean(),
+        (k1, k2, rnd, decryptsToIdentity) => {
+          const c = S.encrypt(pk, S.randomPlaintext(pk));
+          // c2 = d·c1: a valid ciphertext of the identity, which applyShare refuses.
+          const c2 = decryptsToIdentity ? mul(sk, c.c1) : c.c2;
+          const blinded = concat(bytesOf(k1, c.c1, rnd), bytesOf(k2, c2, rnd));
+          const q = S.randomShare(pk);
+          const fast = outcome(() => answerFromEncoded(pk, sk, blinded, q));
+          const slow = outcome(() =>
+            S.applyShare(pk, S.decrypt(sk, S.decodeCiphertext(pk, blinded)), q),
+          );
+          assert.equal(fast, slow, `${k1} ${k2} ${decryptsToIdentity}`);
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // Whole-ciphertext lengths other than 64.
+    const c = S.encodeCiphertext(pk, S.encrypt(pk, S.randomPlaintext(pk)));
+    for (const b of [c.subarray(0, 63), concat(c, u8(0)), new Uint8Array(0)]) {
+      const q = S.randomShare(pk);
+      assert.equal(
+        outcome(() => answerFromEncoded(pk, sk, b, q)),
+        outcome(() => S.applyShare(pk, S.decrypt(sk, S.decodeCiphertext(pk, b)), q)),
+      );
+    }
+  });
+
+  test('shareOfEncoded = applyShare(decodePlaintext(·)), value or error', () => {
+    fc.assert(
+      fc.property(point, fc.uint8Array({ minLength: 32, maxLength: 32 }), (k, rnd) => {
+        const x = bytesOf(k, S.randomPlaintext(pk), rnd);
+        const q = S.randomShare(pk);
+        assert.equal(
+          outcome(() => shareOfEncoded(pk, x, q)),
+          outcome(() => S.applyShare(pk, S.decodePlaintext(pk, x), q)),
+          k,
+        );
+      }),
+      { numRuns: 200 },
+    );
   });
 });

@@ -21,7 +21,12 @@ import { concat, zeroize } from '../core/bytes.ts';
 import { BlindfoldError } from '../core/errors.ts';
 import { decodePoint, decodeScalar } from '../core/group.ts';
 import { encryptToClient } from '../core/kms.ts';
-import { ecElGamal } from '../core/schemes/ec-elgamal.ts';
+import {
+  answerFromEncoded,
+  type EcShare,
+  ecElGamal,
+  shareOfEncoded,
+} from '../core/schemes/ec-elgamal.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import { nodeAnswerWithShare } from '../core/threshold.ts';
 
@@ -77,25 +82,40 @@ export function runGroupJob(job: GroupJob): Uint8Array {
       let y: Uint8Array;
       if (job.op === 'hom2') {
         if (!job.sk || !job.blinded) throw new BlindfoldError('ERR_INTERNAL', 'incomplete job');
-        const ct = s.decodeCiphertext(pk, job.blinded);
-        const w = job.aux === undefined ? undefined : s.decodePlaintext(pk, job.aux);
-        const sk = s.decodeSecretKey(job.sk);
-        try {
-          // homMode.answer / chainMode.answer with q derived by the caller:
-          // applyShare(Dec(C'), q), never Dec alone; for a chain on ec-elgamal also q·W.
-          y = s.encodePlaintext(pk, s.applyShare(pk, s.decrypt(sk, ct), q));
-          if (w !== undefined) y = concat(y, s.encodePlaintext(pk, s.applyShare(pk, w, q)));
-        } finally {
-          if (sk instanceof Uint8Array) zeroize(sk);
+        if (s === ecElGamal && job.aux === undefined) {
+          // hom2 on ec-elgamal, the hot path: the same answer, each point decoded once.
+          const sk = s.decodeSecretKey(job.sk);
+          try {
+            y = s.encodePlaintext(pk, answerFromEncoded(pk, sk, job.blinded, q as EcShare));
+          } finally {
+            zeroize(sk);
+          }
+        } else {
+          const ct = s.decodeCiphertext(pk, job.blinded);
+          const w = job.aux === undefined ? undefined : s.decodePlaintext(pk, job.aux);
+          const sk = s.decodeSecretKey(job.sk);
+          try {
+            // homMode.answer / chainMode.answer with q derived by the caller:
+            // applyShare(Dec(C'), q), never Dec alone; for a chain on ec-elgamal also q·W.
+            y = s.encodePlaintext(pk, s.applyShare(pk, s.decrypt(sk, ct), q));
+            if (w !== undefined) y = concat(y, s.encodePlaintext(pk, s.applyShare(pk, w, q)));
+          } finally {
+            if (sk instanceof Uint8Array) zeroize(sk);
+          }
         }
       } else {
         if (!job.x) throw new BlindfoldError('ERR_INTERNAL', 'incomplete job');
-        const x = s.decodePlaintext(pk, job.x);
-        try {
-          // homMode.optAnswer with q derived by the caller: applyShare(X_A, q).
-          y = s.encodePlaintext(pk, s.applyShare(pk, x, q));
-        } finally {
-          if (x instanceof Uint8Array) zeroize(x);
+        if (s === ecElGamal) {
+          // hom2-opt on ec-elgamal, the hot path: X_A decoded once, by the multiplication.
+          y = s.encodePlaintext(pk, shareOfEncoded(pk, job.x, q as EcShare));
+        } else {
+          const x = s.decodePlaintext(pk, job.x);
+          try {
+            // homMode.optAnswer with q derived by the caller: applyShare(X_A, q).
+            y = s.encodePlaintext(pk, s.applyShare(pk, x, q));
+          } finally {
+            if (x instanceof Uint8Array) zeroize(x);
+          }
         }
       }
       if (job.client === undefined) return y;
