@@ -407,7 +407,11 @@ export function answerFromEncoded(
       }
     }
   }
-  return ecElGamal.applyShare(pk, ecElGamal.decrypt(sk, ecElGamal.decodeCiphertext(pk, blinded)), q);
+  return ecElGamal.applyShare(
+    pk,
+    ecElGamal.decrypt(sk, ecElGamal.decodeCiphertext(pk, blinded)),
+    q,
+  );
 }
 
 /**
