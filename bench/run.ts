@@ -1356,7 +1356,7 @@ async function main(): Promise<void> {
       sealBoundMBs: boundFor(aesSealN),
       openBoundMBs: boundFor(aesOpenN),
     };
-    // File → file as the CLI runs it: in a fresh process (one pass each), against the AES limit.
+    // File → file as the CLI runs it: in a fresh process (the faster of 2), against the AES limit.
     for (const [what, r] of children) {
       const sealing = what.startsWith('encrypt');
       const x = row({
