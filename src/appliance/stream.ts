@@ -375,9 +375,10 @@ async function* segmentsInOrder(
     st.collected?.(r.out);
     return Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength);
   };
-  // Writes what is ready, in order; waits for the oldest only when too much is in flight.
-  async function* drain(): AsyncGenerator<Buffer> {
-    while (ahead.length > 0 && (ahead[0]!.ready || ahead.length >= maxAhead)) {
+  // Writes what is ready, in order; waits for the oldest only when too much is in flight, or
+  // for everything (`all`) when the input has ended.
+  async function* drain(all = false): AsyncGenerator<Buffer> {
+    while (ahead.length > 0 && (all || ahead[0]!.ready || ahead.length >= maxAhead)) {
       const out = await collect(ahead.shift()!);
       yield out;
       outs.lend(out, true);
@@ -436,11 +437,7 @@ async function* segmentsInOrder(
         off += n;
       }
     }
-    while (ahead.length > 0) {
-      const out = await collect(ahead.shift()!);
-      yield out;
-      outs.lend(out, true);
-    }
+    yield* drain(true);
     if (local) {
       // The input ended inside a segment done here: its chunks done so far go out first, the
       // rest (one chunk or less, holding the final chunk) to the caller.
