@@ -39,12 +39,14 @@ import {
   sub,
 } from '../src/core/group.ts';
 import { deriveKey } from '../src/core/hash.ts';
+import { homMode } from '../src/core/protocol.ts';
 import { type Rng, seededRng } from '../src/core/random.ts';
 import {
   answerFromEncoded,
   type EcCiphertext,
   ecElGamal as S,
   shareOfEncoded,
+  withEncodedPlaintext,
 } from '../src/core/schemes/ec-elgamal.ts';
 import { sodium } from '../src/core/sodium.ts';
 
@@ -511,6 +513,32 @@ describe("ec-elgamal: the manager's answers from encodings (issue #9: each point
         assert.equal(
           outcome(() => shareOfEncoded(pk, x, q)),
           outcome(() => S.applyShare(pk, S.decodePlaintext(pk, x), q)),
+          k,
+        );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test("the appliance's unblinding of an encoded answer = finish(decodePlaintext(·)), value or error", () => {
+    fc.assert(
+      fc.property(point, fc.uint8Array({ minLength: 32, maxLength: 32 }), (k, rnd) => {
+        const y = bytesOf(k, S.randomPlaintext(pk), rnd);
+        // A pooled ρ carries its inverse, which the first unblinding takes: the copy has none,
+        // so the reference run computes it; the values must agree all the same.
+        const { blind } = S.blind(pk, S.encrypt(pk, S.randomPlaintext(pk)));
+        const copy = blind.slice() as typeof blind;
+        const unblinder = S.unblinder(pk, copy);
+        assert.equal(
+          outcome(() => withEncodedPlaintext(pk, y, (p) => homMode.finish(S, pk, blind, p))),
+          outcome(() => homMode.finish(S, pk, copy, S.decodePlaintext(pk, y))),
+          k,
+        );
+        assert.equal(
+          outcome(() =>
+            withEncodedPlaintext(pk, y, (p) => homMode.finishWith(S, pk, unblinder, p)),
+          ),
+          outcome(() => homMode.finish(S, pk, copy, S.decodePlaintext(pk, y))),
           k,
         );
       }),

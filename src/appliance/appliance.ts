@@ -37,6 +37,7 @@ import {
   splitMode,
 } from '../core/protocol.ts';
 import { seededRng } from '../core/random.ts';
+import { ecElGamal, withEncodedPlaintext } from '../core/schemes/ec-elgamal.ts';
 import { getScheme } from '../core/schemes/index.ts';
 import { SCHEME_CODES, type SchemeId } from '../core/schemes/scheme.ts';
 
@@ -1400,15 +1401,20 @@ export class Appliance {
     } else {
       const scheme = getScheme(ks.scheme);
       const d = this.decodedFor(ks, c);
-      const y = scheme.decodePlaintext(d.pk, answer);
-      if (ks.mode === 'hom2' || ks.mode === 'threshold') {
-        secret = homMode.finish(scheme, d.pk, prepared.blind, y);
-        if (!keepBlind) scheme.wipeBlind(prepared.blind);
-      } else if (d.unblind) {
-        secret = homMode.finishWith(scheme, d.pk, d.unblind, y);
-      } else {
-        secret = homMode.finish(scheme, d.pk, d.blind, y);
-      }
+      const fresh = ks.mode === 'hom2' || ks.mode === 'threshold';
+      const unblind = d.unblind;
+      const finish = fresh
+        ? (y: unknown) => homMode.finish(scheme, d.pk, prepared.blind, y)
+        : unblind
+          ? (y: unknown) => homMode.finishWith(scheme, d.pk, unblind, y)
+          : (y: unknown) => homMode.finish(scheme, d.pk, d.blind, y);
+      // ec-elgamal: the unblinding multiplication decodes the answer, so it is not decoded twice
+      // (issue #9; ec-elgamal.ts withEncodedPlaintext: same result, same errors).
+      secret =
+        scheme.id === ecElGamal.id
+          ? withEncodedPlaintext(d.pk as Point, answer, finish)
+          : finish(scheme.decodePlaintext(d.pk, answer));
+      if (fresh && !keepBlind) scheme.wipeBlind(prepared.blind);
     }
     this.o.onItemSecret?.(ref.keyring, secret);
     const kek = itemKek(secret, ref);

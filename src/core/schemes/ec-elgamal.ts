@@ -415,17 +415,31 @@ export function answerFromEncoded(
 }
 
 /**
+ * `f(decodePlaintext(y))` for an `f` whose first step multiplies y by a scalar, with y decoded once:
+ * by that multiplication, which refuses what `decodePlaintext` refuses. Same result and, when
+ * anything fails, the same error: `f` then runs again on the separately decoded y to name it, so
+ * `f` must not consume anything it needs on a second run.
+ */
+export function withEncodedPlaintext<T>(
+  pk: EcPublicKey,
+  y: Uint8Array,
+  f: (p: EcPlaintext) => T,
+): T {
+  const p = unvalidated(y);
+  if (p) {
+    try {
+      return f(p);
+    } catch {
+      // An encoding libsodium refused, or an identity on the way: named below.
+    }
+  }
+  return f(ecElGamal.decodePlaintext(pk, y));
+}
+
+/**
  * `applyShare(decodePlaintext(x), q)`, the manager's hom2-opt answer q·X_A (SPEC.md §5.3), with X_A
  * decoded once (by the multiplication). Same result and, when anything fails, the same error.
  */
 export function shareOfEncoded(pk: EcPublicKey, x: Uint8Array, q: EcShare): EcPlaintext {
-  const p = unvalidated(x);
-  if (p) {
-    try {
-      return mul(q, p);
-    } catch {
-      // named below
-    }
-  }
-  return ecElGamal.applyShare(pk, ecElGamal.decodePlaintext(pk, x), q);
+  return withEncodedPlaintext(pk, x, (p) => ecElGamal.applyShare(pk, p, q));
 }
