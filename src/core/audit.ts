@@ -25,9 +25,14 @@ export interface ChainFields {
 export const GENESIS_HASH = '0'.repeat(64);
 
 export function canonicalEntry(e: ChainFields): Uint8Array {
+  return canonicalAt(e.seq, e);
+}
+
+/** canonical(entry) for the entry `e` at sequence number `seq` (its own `seq` is not read). */
+function canonicalAt(seq: number, e: Omit<ChainFields, 'seq'>): Uint8Array {
   return utf8(
     JSON.stringify([
-      e.seq,
+      seq,
       e.ts,
       e.actor,
       e.action,
@@ -71,9 +76,9 @@ export function linkEntries<E extends Omit<ChainFields, 'seq'>>(
   let prevHex = lastHash;
   let prev = fromHex(lastHash);
   return entries.map((e) => {
-    const linked = { ...e, seq: ++seq, prevHash: prevHex, hash: '' };
-    prev = chainDigest(prev, linked, hash);
-    linked.hash = prevHex = toHex(prev);
+    prev = hash(CHAIN_PREFIX, SEPARATOR, prev, canonicalAt(++seq, e));
+    const linked = { ...e, seq, prevHash: prevHex, hash: toHex(prev) };
+    prevHex = linked.hash;
     return linked;
   });
 }

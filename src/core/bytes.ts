@@ -135,18 +135,33 @@ export function fromB64u(s: string, what = 'base64url'): Uint8Array {
   return out;
 }
 
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Lower-case hex; a table per byte (item ids, audit hashes and fingerprints are on hot paths). */
 export function toHex(b: Uint8Array): string {
   let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
+  for (let i = 0; i < b.length; i++) s += HEX_BYTE[b[i]!]!;
   return s;
 }
 
+/** A hex digit's value (either case), or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  const l = c | 0x20; // A-F → a-f
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
 export function fromHex(s: string, what = 'hex'): Uint8Array {
-  if (typeof s !== 'string' || s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s)) {
+  if (typeof s !== 'string' || s.length % 2 !== 0) {
     throw decodeError(what, 'not an even-length hex string');
   }
   const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    const hi = hexDigit(s.charCodeAt(2 * i));
+    const lo = hexDigit(s.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) throw decodeError(what, 'not an even-length hex string');
+    out[i] = (hi << 4) | lo;
+  }
   return out;
 }
 

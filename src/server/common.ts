@@ -188,12 +188,13 @@ export function toErrorReply(
  */
 function installExpectContinue(app: FastifyInstance): void {
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
-  app.addHook('preParsing', async (request, reply, payload) => {
+  // Callback style, not async: every request passes here, and an async hook costs a promise each.
+  app.addHook('preParsing', (request, reply, payload, done) => {
     if (request.headers.expect?.toLowerCase() === '100-continue' && !reply.raw.headersSent) {
       const length = Number(request.headers['content-length']);
       if (!(length > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
     }
-    return payload;
+    done(null, payload);
   });
 }
 
@@ -250,12 +251,27 @@ export class Metrics {
   private readonly gauges = new Map<string, () => number>();
 
   inc(name: string, labels: Record<string, string> = {}, by = 1): void {
-    const key = `${name}${fmtLabels(labels)}`;
-    this.counters.set(key, (this.counters.get(key) ?? 0) + by);
+    this.incKey(Metrics.counterKey(name, labels), by);
   }
 
   observe(name: string, labels: Record<string, string>, seconds: number): void {
-    const key = `${name}|${fmtLabels(labels)}`;
+    this.observeKey(Metrics.histogramKey(name, labels), seconds);
+  }
+
+  /** The key `inc` files a counter under: made once by a caller that counts often. */
+  static counterKey(name: string, labels: Record<string, string> = {}): string {
+    return `${name}${fmtLabels(labels)}`;
+  }
+
+  static histogramKey(name: string, labels: Record<string, string>): string {
+    return `${name}|${fmtLabels(labels)}`;
+  }
+
+  incKey(key: string, by = 1): void {
+    this.counters.set(key, (this.counters.get(key) ?? 0) + by);
+  }
+
+  observeKey(key: string, seconds: number): void {
     let h = this.hist.get(key);
     if (!h) {
       h = { buckets: new Array(BUCKETS.length).fill(0), sum: 0, count: 0 };
@@ -294,21 +310,38 @@ function fmtLabels(labels: Record<string, string>): string {
 }
 
 export function installMetrics(app: FastifyInstance, metrics: Metrics, service: string): void {
-  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+  // Per request: the series' keys are made once per route, method and status (fmtLabels escapes
+  // every label value), and the hook is callback style (an async hook costs a promise each).
+  const keys = new Map<string, { count: string; duration: string }>();
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
     const route = request.routeOptions.url ?? 'unknown';
-    const labels = { service, route, method: request.method, status: String(reply.statusCode) };
-    metrics.inc('blindfold_http_requests_total', labels);
-    metrics.observe(
-      'blindfold_http_request_duration_seconds',
-      { service, route },
-      reply.elapsedTime / 1000,
-    );
-    const t = metrics.http;
+    const status = reply.statusCode;
+    const id = `${route}\n${request.method}\n${status}`;
+    let k = keys.get(id);
+    if (!k) {
+      k = {
+        count: Metrics.counterKey('blindfold_http_requests_total', {
+          service,
+          route,
+          method: request.method,
+          status: String(status),
+        }),
+        duration: Metrics.histogramKey('blindfold_http_request_duration_seconds', {
+          service,
+          route,
+        }),
+      };
+      keys.set(id, k);
+    }
     const seconds = reply.elapsedTime / 1000;
+    metrics.incKey(k.count);
+    metrics.observeKey(k.duration, seconds);
+    const t = metrics.http;
     t.requests++;
     if (reply.statusCode >= 500) t.errors5xx++;
     else if (reply.statusCode >= 400) t.errors4xx++;
     t.durationSum += seconds;
     for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) t.buckets[i]!++;
+    done();
   });
 }
