@@ -30,9 +30,20 @@ import { nodeGeneratePrime } from '../src/platform/node-primes.ts';
 
 let pool: GroupPool;
 let inline: GroupPool;
+/** Answers of jobs sent to the pool before its workers were up (they run inline meanwhile). */
+let early: { upAtStart: number; hex: string[]; expected: string[] };
 before(async () => {
   pool = await createGroupPool(2);
+  const upAtStart = pool.workersUp(); // 0: a worker takes ~0.35 s to load
   inline = await createGroupPool(0);
+  const js = jobs(8);
+  const before = await Promise.all(js.map((j) => pool.run(copy(j))));
+  early = {
+    upAtStart,
+    hex: before.map(toHex),
+    expected: (await Promise.all(js.map((j) => inline.run(copy(j))))).map(toHex),
+  };
+  await pool.ready;
 });
 after(async () => {
   await pool?.close();
@@ -74,8 +85,11 @@ const copy = (j: GroupJob): GroupJob => ({
   blinded: j.blinded?.slice(),
 });
 
-test('workers answer exactly like the inline path', async () => {
+test('workers answer exactly like the inline path, before they are up and after', async () => {
+  assert.equal(early.upAtStart, 0);
+  assert.deepEqual(early.hex, early.expected);
   assert.equal(pool.size, 2);
+  assert.equal(pool.workersUp(), 2);
   const js = jobs(40);
   const viaInline = await Promise.all(js.map((j) => inline.run(copy(j))));
   const viaPool = await Promise.all(js.map((j) => pool.run(copy(j))));

@@ -104,7 +104,11 @@ export async function startManager(o: ManagerRunOptions): Promise<RunningManager
   let manager: Manager;
   let pool: GroupPool;
   try {
-    pool = await createGroupPool(o.workers ?? defaultWorkers());
+    pool = await createGroupPool(o.workers ?? defaultWorkers(), (e) =>
+      process.emitWarning(
+        `a group worker did not start, its share of the group operations runs on the main thread: ${e instanceof Error ? e.message : String(e)}`,
+      ),
+    );
   } catch (e) {
     await store.close();
     throw e;
