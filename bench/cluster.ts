@@ -124,7 +124,13 @@ function runChild(
 }
 
 export async function runClusterBench(
-  o: { seconds?: number; enrollments?: number; print?: (s: string) => void } = {},
+  o: {
+    seconds?: number;
+    enrollments?: number;
+    /** Appliance processes per recovery point (default 1, 2 and 3). */
+    appliances?: number[];
+    print?: (s: string) => void;
+  } = {},
 ): Promise<ClusterBenchResult> {
   const print = o.print ?? console.log;
   const seconds = o.seconds ?? 4;
@@ -222,7 +228,7 @@ export async function runClusterBench(
       const { dek, fileNonce } = freshFileSecrets();
       headers.push(toB64u(sealFileHeader({ ...it.fields, fileNonce }, it.kek, dek)));
     }
-    for (const k of [1, 2, 3]) {
+    for (const k of o.appliances ?? [1, 2, 3]) {
       const start = Date.now() + 2500; // every child loaded and warm before the start
       const rs = await Promise.all(
         members

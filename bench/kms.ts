@@ -67,7 +67,12 @@ async function loadPoint(
   };
 }
 
-export async function runKmsBench(opts: { seconds?: number } = {}): Promise<BenchRow[]> {
+export async function runKmsBench(
+  opts: {
+    seconds?: number /** Key modes (default hom2-opt and hom2). */;
+    modes?: ('hom2-opt' | 'hom2')[];
+  } = {},
+): Promise<BenchRow[]> {
   const ms = (opts.seconds ?? 3) * 1000;
   const cores = os.availableParallelism();
   scalarMultLoop(300);
@@ -122,7 +127,7 @@ export async function runKmsBench(opts: { seconds?: number } = {}): Promise<Benc
       raw.close();
       await cleanup(adir);
     }
-    for (const mode of ['hom2-opt', 'hom2'] as const) {
+    for (const mode of opts.modes ?? (['hom2-opt', 'hom2'] as const)) {
       const keyId = `bench-${mode}`;
       await kms.createKey({ keyId, mode });
       const context = { bench: 'kms' };

@@ -41,7 +41,9 @@ export interface BenchRow {
 
 const CONCURRENCY = 8;
 
-export async function runLocationsBench(o: { seconds?: number } = {}): Promise<BenchRow[]> {
+export async function runLocationsBench(
+  o: { seconds?: number /** Locations per point (default 2-5). */; locations?: number[] } = {},
+): Promise<BenchRow[]> {
   const ms = (o.seconds ?? 2) * 1000;
   const dir = await tmpDir('bf-bench-loc-');
   await mkdir(join(dir, 'manager'));
@@ -57,7 +59,7 @@ export async function runLocationsBench(o: { seconds?: number } = {}): Promise<B
       bs.push(await startBlinderProcess({ home, id }));
     }
     const points: { n: number; perSecond: number; p50: number; p99: number; errors: number }[] = [];
-    for (const n of [2, 3, 4, 5]) {
+    for (const n of o.locations ?? [2, 3, 4, 5]) {
       const name = `loc${n}`;
       await m.op.request('POST', '/v1/keyrings', {
         name,
