@@ -153,7 +153,7 @@ export async function runClusterBench(
     const out: ClusterBenchResult = { enroll: [], recoveries: [] };
 
     print(
-      `[5] cluster: enrollment of a member (vouch + re-conceal), median of ${n}, and recoveries/s with 1-3 appliance processes, one manager`,
+      `[5] cluster: enrollment of a member (vouch + re-conceal), median of ${n}, and recoveries/s with ${(o.appliances ?? [1, 2, 3]).join(', ')} appliance processes, one manager`,
     );
     for (const [mode, scheme] of MODES) {
       const keyring = `bench-${mode}`;
