@@ -97,10 +97,11 @@ const CFG = {
   probeMs: FULL ? 1000 : 200,
   pointMs: (numArg('--seconds') ?? (FULL ? 8 : 1)) * 1000,
   /**
-   * Load before each series of points (c=8). A manager process and an appliance need ~3 s of
-   * load before their CPU per recovery settles (optimizing compilation on the same 2 cores,
-   * heaps growing to their working size; docs/PERFORMANCE.md "perf10"), so the first series
-   * against a new manager gets warmFirstMs; the next series reuse warm code.
+   * Load before each series of points (c=8). A new manager process and appliance serve half
+   * the recoveries in their first ~2 s of load: V8's helper threads (compiling, collecting) take
+   * a fifth of the CPU and the main threads, on code not yet optimized, ~40 % more per recovery
+   * (docs/PERFORMANCE.md "perf10"). So the first series against a new manager gets warmFirstMs;
+   * the next series reuse warm code.
    */
   warmFirstMs: FULL ? 5000 : 3000,
   warmMs: FULL ? 2000 : 750,
