@@ -166,7 +166,7 @@ export async function createGroupPool(
     },
     async close() {
       closed = true;
-      await ready; // a worker still starting is terminated as it comes up (above)
+      await ready.catch(() => {}); // a worker still starting is terminated as it comes up
       await Promise.all(slots.map((s) => s.worker.terminate()));
     },
   };
