@@ -104,6 +104,34 @@ describe('SDK transport', () => {
     assert.ok(Date.now() - t0 < 5000);
   });
 
+  test('a redirect is not followed: the token never reaches the other server', async () => {
+    let elsewhere = 0;
+    const other = createServer((_req, res) => {
+      elsewhere++;
+      res.end('{}');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+    try {
+      const to = `http://127.0.0.1:${(other.address() as { port: number }).port}/kms/v1/keys`;
+      hits = 0;
+      handler = (_req, res) => {
+        res.writeHead(307, { location: to });
+        res.end();
+      };
+      const kms = new KmsClient({ endpoint: url, token, retries: 0 });
+      await assert.rejects(kms.listKeys(), (e: unknown) => {
+        assert.equal((e as KmsError).code, 'ERR_UNAVAILABLE');
+        assert.match((e as Error).message, /redirect/);
+        return true;
+      });
+      assert.equal(hits, 1);
+      assert.equal(elsewhere, 0);
+    } finally {
+      other.closeAllConnections();
+      await new Promise((r) => other.close(r));
+    }
+  });
+
   test('nothing listening: ERR_UNAVAILABLE after the retries', async () => {
     const kms = new KmsClient({ endpoint: 'http://127.0.0.1:1', token, retries: 1, backoffMs: 1 });
     await assert.rejects(kms.listKeys(), { code: 'ERR_UNAVAILABLE' });

@@ -125,6 +125,10 @@ export class KmsClient {
           },
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: ctl.signal,
+          // The service never redirects, and a redirect must not carry the token elsewhere. It
+          // also spares fetch a copy of every request (kept for redirects; Node's fetch tees
+          // the body): 15-20 % less client CPU per call (docs/PERFORMANCE.md perf10).
+          redirect: 'error',
         });
       } catch (cause) {
         clearTimeout(timer);
@@ -132,7 +136,7 @@ export class KmsClient {
           'ERR_UNAVAILABLE',
           ctl.signal.aborted
             ? `no answer from ${this.base} within ${this.timeoutMs} ms`
-            : `cannot reach ${this.base}: ${(cause as Error).message}`,
+            : `cannot reach ${this.base}: ${describeFailure(cause)}`,
           0,
           undefined,
           undefined,
@@ -388,4 +392,11 @@ export class KmsClient {
   openApi(): Promise<Record<string, unknown>> {
     return this.call('GET', '/openapi.json');
   }
+}
+
+/** A fetch failure's message, with its cause's (Node's fetch says "fetch failed" and puts why in cause). */
+function describeFailure(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const inner = e instanceof Error && e.cause instanceof Error ? e.cause.message : undefined;
+  return inner && inner !== msg ? `${msg} (${inner})` : msg;
 }
