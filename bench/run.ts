@@ -983,9 +983,13 @@ async function main(): Promise<void> {
         // reads the items table). The slices alternate A B B A ..., so that a load that drifts
         // during a pair hits both alike.
         // 2.5 s at least: with 1 s, the default runs of a noisy afternoon measured 1.15-1.44
-        // where the --full runs (8 s) measured 0.95 (docs/PERFORMANCE.md, perf7).
+        // where the --full runs (8 s) measured 0.95 (docs/PERFORMANCE.md, perf7). And at c=8,
+        // as every new manager's first series (CFG.warmFirstMs, perf10): at c=1 a manager makes
+        // a few times fewer calls per second, and its code warms up that much later (2.5 s at c=1
+        // still left one default run at 1.21).
         await load(single, hom2Items, 1, 300);
-        await load(singleB, itemsB, 1, Math.max(2500, CFG.pointMs));
+        await load(singleB, itemsB, 8, CFG.warmFirstMs);
+        await load(singleB, itemsB, 1, 500);
         for (let r = 0; r < 6; r++) {
           const sliceA = async () =>
             latA.push(...(await load(single, hom2Items, 1, CFG.pointMs / 2)).latencies);
