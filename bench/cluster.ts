@@ -128,13 +128,14 @@ export async function runClusterBench(
     seconds?: number;
     enrollments?: number;
     /** Appliance processes per recovery point (default 1, 2 and 3). */
-    appliances?: number[];
+    appliances?: readonly number[];
     print?: (s: string) => void;
   } = {},
 ): Promise<ClusterBenchResult> {
   const print = o.print ?? console.log;
   const seconds = o.seconds ?? 4;
   const n = o.enrollments ?? 5;
+  const applianceCounts = o.appliances ?? [1, 2, 3];
   const dirs: string[] = [];
   const apps: Appliance[] = [];
   const children = new Set<ChildProcess>();
@@ -153,7 +154,7 @@ export async function runClusterBench(
     const out: ClusterBenchResult = { enroll: [], recoveries: [] };
 
     print(
-      `[5] cluster: enrollment of a member (vouch + re-conceal), median of ${n}, and recoveries/s with ${(o.appliances ?? [1, 2, 3]).join(', ')} appliance processes, one manager`,
+      `[5] cluster: enrollment of a member (vouch + re-conceal), median of ${n}, and recoveries/s with ${applianceCounts.join(', ')} appliance processes, one manager`,
     );
     for (const [mode, scheme] of MODES) {
       const keyring = `bench-${mode}`;
@@ -228,7 +229,7 @@ export async function runClusterBench(
       const { dek, fileNonce } = freshFileSecrets();
       headers.push(toB64u(sealFileHeader({ ...it.fields, fileNonce }, it.kek, dek)));
     }
-    for (const k of o.appliances ?? [1, 2, 3]) {
+    for (const k of applianceCounts) {
       const start = Date.now() + 2500; // every child loaded and warm before the start
       const rs = await Promise.all(
         members

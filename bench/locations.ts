@@ -42,7 +42,11 @@ export interface BenchRow {
 const CONCURRENCY = 8;
 
 export async function runLocationsBench(
-  o: { seconds?: number /** Locations per point (default 2-5). */; locations?: number[] } = {},
+  o: {
+    seconds?: number;
+    /** Locations per point (default 2, 3, 4 and 5). */
+    locations?: readonly number[];
+  } = {},
 ): Promise<BenchRow[]> {
   const ms = (o.seconds ?? 2) * 1000;
   const dir = await tmpDir('bf-bench-loc-');
