@@ -5,6 +5,7 @@
  *
  *   node --import tsx scripts/profile-recovery.ts                      # 3 s per point
  *   SECS=5 MODES=hom2-opt ONLY=coalesced node --import tsx scripts/profile-recovery.ts
+ *   MODES=split node --import tsx scripts/profile-recovery.ts         # the stack alone (xor)
  *   MGR_ARGS="--workers 0" node --import tsx scripts/profile-recovery.ts
  *   PROF=/tmp/prof node --cpu-prof --cpu-prof-dir=/tmp/prof/bench --import tsx \
  *     scripts/profile-recovery.ts && node scripts/cpuprofile-top.mjs /tmp/prof/*.cpuprofile
@@ -59,7 +60,7 @@ const single = new Appliance({ dir: adir, state: appliance.state, batch: false }
 try {
   for (const mode of (process.env.MODES ?? 'hom2,hom2-opt').split(',')) {
     const keyring = `prof-${mode}`;
-    await createKeyring(manager, keyring, mode, 'ec-elgamal');
+    await createKeyring(manager, keyring, mode, mode === 'split' ? 'xor' : 'ec-elgamal');
     await appliance.initKeyring(keyring);
     batched.state = appliance.state;
     single.state = appliance.state;

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { createJsonClient } from '../src/appliance/client.ts';
 import { ensureLocalPki, type LocalPki } from '../src/tls/ca-store.ts';
 import {
   createCa,
@@ -401,6 +402,51 @@ describe('loopback mutual TLS', () => {
     assert.equal(x.checkIP('::1'), '::1');
     assert.equal(x.checkIP('127.0.0.1'), '127.0.0.1');
     assert.equal(x.checkHost('localhost'), 'localhost');
+  });
+
+  test('the JSON client presents its certificate and keeps one connection per endpoint', async () => {
+    // client.ts gives each endpoint an agent whose pool key is a constant (OneEndpointAgent): the
+    // certificate must still reach the server, sequential requests must share one connection,
+    // and concurrent ones must not queue behind a single socket.
+    let connections = 0;
+    const json = https.createServer(
+      {
+        key: pki.keyPem,
+        cert: pki.certPem,
+        ca: pki.caCertPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+        const fp = spkiFingerprint(new X509Certificate(peer.raw).publicKey);
+        setTimeout(() => res.end(JSON.stringify({ fp })), req.url === '/slow' ? 30 : 0);
+      },
+    );
+    json.on('secureConnection', () => connections++);
+    const port = await listen(json);
+    const c = createJsonClient({
+      baseUrl: `https://localhost:${port}`,
+      caPem: pki.caCertPem,
+      certPem: good,
+      keyPem: client.keyPem,
+    });
+    try {
+      for (let i = 0; i < 10; i++) {
+        assert.deepEqual(await c.request('GET', '/'), { fp: client.fingerprint });
+      }
+      assert.equal(connections, 1, 'sequential requests reuse the keep-alive connection');
+      const started = performance.now();
+      await Promise.all(Array.from({ length: 4 }, () => c.request('GET', '/slow')));
+      assert.ok(
+        connections >= 4,
+        `4 concurrent requests opened ${connections - 1} more connections`,
+      );
+      assert.ok(performance.now() - started < 4 * 30, 'concurrent requests ran side by side');
+    } finally {
+      c.close();
+      json.close();
+    }
   });
 
   const refused: [string, () => https.RequestOptions, string][] = [

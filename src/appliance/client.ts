@@ -51,6 +51,20 @@ function pinnedIdentity(pin: string) {
   };
 }
 
+/**
+ * An https.Agent for exactly one endpoint with fixed TLS options, so that its connection-pool key
+ * is a constant. Node's `getName` concatenates every TLS option into the key, the CA certificate
+ * and the client certificate and key included (~3-4 KB of PEM), and the agent builds it and looks
+ * it up as a property name several times per request: ~25 % of the client's CPU per request on a
+ * keep-alive connection (docs/PERFORMANCE.md, "perf11"). Every request through one of these agents
+ * goes to the same origin with the same options (one agent per Endpoint), so one name is exact.
+ */
+class OneEndpointAgent extends https.Agent {
+  override getName(): string {
+    return 'endpoint';
+  }
+}
+
 export interface JsonClient {
   request<T>(
     method: string,
@@ -111,7 +125,7 @@ export function createJsonClient(o: ClientOptions): JsonClient {
     const url = new URL(text);
     const isHttps = url.protocol === 'https:';
     const agent = isHttps
-      ? new https.Agent({
+      ? new OneEndpointAgent({
           keepAlive: true,
           maxSockets: o.maxSockets ?? 64,
           ca: o.caPem,
