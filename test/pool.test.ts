@@ -5,12 +5,21 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import os from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
+import type { Appliance } from '../src/appliance/appliance.ts';
+import { createJsonClient } from '../src/appliance/client.ts';
+import { sealFileHeader } from '../src/appliance/stream.ts';
 import { colocatedWorkers } from '../src/cli/up.ts';
 import { bytesToBig, toHex } from '../src/core/bytes.ts';
 import { chainMode } from '../src/core/chain.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
+import { freshFileSecrets } from '../src/core/format.ts';
 import {
   decodePoint,
   encodePoint,
@@ -26,7 +35,9 @@ import { rsa } from '../src/core/schemes/rsa.ts';
 import { nodeAnswer } from '../src/core/threshold.ts';
 import type { GroupJob } from '../src/manager/group-ops.ts';
 import { createGroupPool, defaultWorkers, type GroupPool } from '../src/manager/pool.ts';
+import { startManager } from '../src/manager/run.ts';
 import { nodeGeneratePrime } from '../src/platform/node-primes.ts';
+import { type ManagerProcess, newAppliance } from './helpers/deploy.ts';
 
 let pool: GroupPool;
 let inline: GroupPool;
@@ -287,4 +298,73 @@ test('decoded public keys kept per thread give later jobs the answers of the inl
     assert.equal(toHex(await pool.run(copy(j))), want[i], `job ${i} on a worker`);
     assert.equal(toHex(await inline.run(copy(j))), want[i], `job ${i} inline`);
   }
+});
+
+describe('a group worker that cannot start', () => {
+  // Node's own Worker, swapped for one that exits before it is ready (syncBuiltinESMExports makes
+  // every ESM importer of node:worker_threads, src/util/ts-worker.ts included, see the swap).
+  const threads = createRequire(import.meta.url)('node:worker_threads') as {
+    Worker: typeof Worker;
+  };
+  const RealWorker = threads.Worker;
+  before(() => {
+    threads.Worker = class extends RealWorker {
+      constructor() {
+        super('process.exit(3)', { eval: true });
+      }
+    } as typeof Worker;
+    syncBuiltinESMExports();
+  });
+  after(() => {
+    threads.Worker = RealWorker;
+    syncBuiltinESMExports();
+  });
+
+  test('the pool reports it and runs its jobs inline, with the same answers', async () => {
+    const errors: unknown[] = [];
+    const broken = await createGroupPool(1, (e) => errors.push(e));
+    try {
+      await broken.ready;
+      assert.equal(broken.workersUp(), 0);
+      assert.equal(errors.length, 1);
+      assert.match(String((errors[0] as Error).message), /exited with 3 before ready/);
+      const js = jobs(6);
+      const got = await Promise.all(js.map((j) => broken.run(copy(j))));
+      const want = await Promise.all(js.map((j) => inline.run(copy(j))));
+      assert.deepEqual(got.map(toHex), want.map(toHex));
+    } finally {
+      await broken.close();
+    }
+  });
+
+  test('a manager says so in a process warning, and recovers items with the main thread', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'bf-pool-m-'));
+    const adir = await mkdtemp(join(tmpdir(), 'bf-pool-a-'));
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    const m = await startManager({ home, rootKey: randomBytes(32), port: 0, workers: 1 });
+    const op = createJsonClient({ baseUrl: m.url, caPem: m.caPem, token: m.operatorToken });
+    let appliance: Appliance | undefined;
+    try {
+      for (let i = 0; i < 100 && warnings.length === 0; i++) await sleep(50);
+      assert.deepEqual(warnings, [
+        'a group worker did not start, its share of the group operations runs on the main thread: worker exited with 3 before ready',
+      ]);
+      appliance = await newAppliance({ op, url: m.url, caPem: m.caPem } as ManagerProcess, adir);
+      await op.request('POST', '/v1/keyrings', { name: 'k', mode: 'hom2', scheme: 'ec-elgamal' });
+      await appliance.initKeyring('k');
+      const item = await appliance.newItem('k');
+      const { dek, fileNonce } = freshFileSecrets();
+      const header = sealFileHeader({ ...item.fields, fileNonce }, item.kek, dek);
+      assert.deepEqual(await appliance.openItem(header), item.kek);
+    } finally {
+      process.off('warning', onWarning);
+      await appliance?.close();
+      op.close();
+      await m.close();
+      await rm(home, { recursive: true, force: true });
+      await rm(adir, { recursive: true, force: true });
+    }
+  });
 });
