@@ -15,7 +15,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sealFileHeader } from '../src/appliance/stream.ts';
 import { freshFileSecrets } from '../src/core/format.ts';
-import { type KmsClient as Client, KmsClient } from '../src/sdk/index.ts';
+import { type KmsClient as Client, KmsClient } from '../src/sdk/node.ts';
 import { cleanup, createKeyring, newAppliance, tmpDir } from '../test/helpers/deploy.ts';
 import { type KmsDeployment, startKmsDeployment } from '../test/helpers/kms.ts';
 import { quantile, scalarMultLoop } from './lib.ts';

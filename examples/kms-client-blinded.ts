@@ -6,7 +6,7 @@
  *   BLINDFOLD_KMS_URL=http://127.0.0.1:7301 BLINDFOLD_KMS_TOKEN=bf-app-… BLINDFOLD_KMS_KEY=private \
  *     node --import tsx examples/kms-client-blinded.ts
  */
-import { KmsClient } from '../src/sdk/index.ts';
+import { KmsClient } from '../src/sdk/node.ts';
 
 const kms = new KmsClient({
   endpoint: process.env.BLINDFOLD_KMS_URL ?? 'http://127.0.0.1:7301',

@@ -5,7 +5,7 @@
  *   BLINDFOLD_KMS_URL=http://127.0.0.1:7301 BLINDFOLD_KMS_TOKEN=bf-app-… BLINDFOLD_KMS_KEY=orders \
  *     node --import tsx examples/kms-envelope.ts
  */
-import { decrypt, encrypt, KmsClient } from '../src/sdk/index.ts';
+import { decrypt, encrypt, KmsClient } from '../src/sdk/node.ts';
 
 const kms = new KmsClient({
   endpoint: process.env.BLINDFOLD_KMS_URL ?? 'http://127.0.0.1:7301',

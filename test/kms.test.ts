@@ -15,7 +15,7 @@ import { toB64u } from '../src/core/bytes.ts';
 import { BlindfoldError } from '../src/core/errors.ts';
 import { decodeBlob } from '../src/core/kms.ts';
 import { KMS_ROUTES } from '../src/kms/api.ts';
-import { decrypt, encrypt, KmsClient, type KmsError } from '../src/sdk/index.ts';
+import { decrypt, encrypt, KmsClient, type KmsError } from '../src/sdk/node.ts';
 import { BIN, cleanup, tmpDir } from './helpers/deploy.ts';
 import { type KmsDeployment, startKmsDeployment } from './helpers/kms.ts';
 

@@ -1,6 +1,7 @@
 /**
  * Typed client of the Blindfold KMS API v1 (SPEC.md §11), for Node ≥ 20 and browsers alike: it
- * uses only fetch, AbortController, WebCrypto and src/core (no node: imports).
+ * uses only fetch (or any `Transport`: src/sdk/node.ts gives one over node:http), AbortController,
+ * WebCrypto and src/core (no node: imports).
  *
  * - Every operation of the API, with bytes as Uint8Array and errors as BlindfoldError (stable
  *   `code`, the server's message, `status`, `requestId`).
@@ -35,9 +36,36 @@ export interface KmsClientOptions {
   retries?: number;
   /** First backoff delay (default 100 ms), doubled per retry, capped at 5 s, with jitter. */
   backoffMs?: number;
-  /** A fetch implementation (default globalThis.fetch). */
-  fetch?: typeof fetch;
+  /**
+   * How requests are sent (default globalThis.fetch). Any fetch will do; in Node, `src/sdk/node.ts`
+   * gives a cheaper one over node:http (`nodeTransport`) and uses it by default.
+   */
+  fetch?: Transport;
 }
+
+/** What the client hands a transport: always a timeout signal and `redirect: 'error'`. */
+export interface TransportRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  /** A transport MUST NOT follow redirects: it fails instead (SPEC.md §11.9). */
+  redirect: 'error';
+}
+
+/** The part of a fetch Response the client reads; fetch's own Response is one. */
+export interface TransportResponse {
+  status: number;
+  ok: boolean;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}
+
+/**
+ * Sends one request. It rejects when no answer came (refused, reset, aborted by the signal, a
+ * redirect), and resolves with any HTTP answer, error statuses included.
+ */
+export type Transport = (url: string, init: TransportRequest) => Promise<TransportResponse>;
 
 /** A BlindfoldError from the service, with the HTTP status and request id. */
 export class KmsError extends BlindfoldError {
@@ -89,7 +117,7 @@ export class KmsClient {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly backoffMs: number;
-  private readonly fetchFn: typeof fetch;
+  private readonly fetchFn: Transport;
 
   constructor(private readonly o: KmsClientOptions) {
     if (!o.token.startsWith('bf-app-')) {
@@ -114,7 +142,7 @@ export class KmsClient {
     for (let attempt = 0; attempt <= this.retries; attempt++) {
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(), this.timeoutMs);
-      let res: Response;
+      let res: TransportResponse;
       try {
         res = await this.fetchFn(this.base + path, {
           method,
