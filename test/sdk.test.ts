@@ -5,7 +5,11 @@
  * envelope format's refusals.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlindfoldError } from '../src/core/errors.ts';
 import {
@@ -15,6 +19,7 @@ import {
   type KmsError,
 } from '../src/sdk/index.ts';
 import { MAX_RESPONSE_BYTES, KmsClient as NodeKmsClient, nodeTransport } from '../src/sdk/node.ts';
+import { ensureLocalPki } from '../src/tls/ca-store.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -182,6 +187,37 @@ for (const [transport, KmsClient] of [
 }
 
 describe('SDK node:http transport', () => {
+  test('https under a private CA: trusted with nodeTransport({ ca }), refused without', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bf-sdk-pki-'));
+    const pki = await ensureLocalPki(dir);
+    const tls = createHttpsServer({ key: pki.keyPem, cert: pki.certPem }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"keys":[]}');
+    });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', () => r()));
+    try {
+      const endpoint = `https://localhost:${(tls.address() as { port: number }).port}`;
+      const token = `bf-app-${'A'.repeat(43)}`;
+      const trusting = new NodeKmsClient({
+        endpoint,
+        token,
+        retries: 0,
+        fetch: nodeTransport({ ca: pki.caCertPem }),
+      });
+      assert.deepEqual(await trusting.listKeys(), []);
+      const stranger = new NodeKmsClient({ endpoint, token, retries: 0 });
+      await assert.rejects(stranger.listKeys(), (e: unknown) => {
+        assert.equal((e as KmsError).code, 'ERR_UNAVAILABLE');
+        assert.match((e as Error).message, /certificate/);
+        return true;
+      });
+    } finally {
+      tls.closeAllConnections();
+      await new Promise((r) => tls.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an answer larger than MAX_RESPONSE_BYTES is refused without buffering it', async () => {
     const chunk = Buffer.alloc(1 << 20, 0x20);
     let sent = 0;
