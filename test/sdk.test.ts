@@ -205,6 +205,32 @@ describe('SDK node:http transport', () => {
         fetch: nodeTransport({ ca: pki.caCertPem }),
       });
       assert.deepEqual(await trusting.listKeys(), []);
+      // One transport, two endpoints: each request reaches its own server, never a connection
+      // pooled for the other (the agent keys its pool by address, not by its TLS options).
+      const other = createHttpsServer({ key: pki.keyPem, cert: pki.certPem }, (_req, res) =>
+        res.end('"other"'),
+      );
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+      try {
+        const t = nodeTransport({ ca: pki.caCertPem });
+        const otherUrl = `https://localhost:${(other.address() as { port: number }).port}/`;
+        const ask = async (u: string) =>
+          (
+            await t(u, {
+              method: 'GET',
+              headers: {},
+              signal: new AbortController().signal,
+              redirect: 'error',
+            })
+          ).text();
+        for (let i = 0; i < 3; i++) {
+          assert.equal(await ask(`${endpoint}/`), '{"keys":[]}');
+          assert.equal(await ask(otherUrl), '"other"');
+        }
+      } finally {
+        other.closeAllConnections();
+        await new Promise((r) => other.close(r));
+      }
       const stranger = new NodeKmsClient({ endpoint, token, retries: 0 });
       await assert.rejects(stranger.listKeys(), (e: unknown) => {
         assert.equal((e as KmsError).code, 'ERR_UNAVAILABLE');

@@ -39,6 +39,18 @@ export interface NodeTransportOptions {
 }
 
 /**
+ * Node's https.Agent keys its connection pool with every TLS option, the CA's PEM text included,
+ * rebuilt and hashed several times per request (docs/PERFORMANCE.md "perf11"). This agent's TLS
+ * options are fixed at construction and requests bring none, so the address alone tells
+ * connections apart.
+ */
+class CaAgent extends https.Agent {
+  override getName(o: http.ClientRequestArgs = {}): string {
+    return `${o.host ?? 'localhost'}:${o.port ?? ''}:${o.localAddress ?? ''}:${o.family ?? ''}:${(o as { servername?: string }).servername ?? ''}`;
+  }
+}
+
+/**
  * A Transport over node:http / node:https with keep-alive agents. Redirects are never followed:
  * a 3xx answer rejects, as fetch does with `redirect: 'error'`. Aborting the signal destroys the
  * request.
@@ -47,7 +59,7 @@ export function nodeTransport(o: NodeTransportOptions = {}): Transport {
   const maxSockets = o.maxSockets ?? 64;
   const agents = {
     'http:': new http.Agent({ keepAlive: true, maxSockets }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets, ...(o.ca ? { ca: o.ca } : {}) }),
+    'https:': new CaAgent({ keepAlive: true, maxSockets, ...(o.ca ? { ca: o.ca } : {}) }),
   };
   return (url, init) =>
     new Promise<TransportResponse>((resolve, reject) => {
