@@ -196,6 +196,12 @@ export function peekHeaderLength(prefix: Uint8Array): number {
   return len;
 }
 
+const badHeader = (detail: string) => decodeError('Blindfold header', detail);
+
+function needHeaderBytes(o: number, n: number, headerLength: number, what: string): void {
+  if (o + n > headerLength) throw badHeader(`${what} overruns the header length`);
+}
+
 /**
  * Decodes a header from the start of `bytes` (which may continue with the payload). Strict: magic,
  * version, header length range, every length-prefixed field inside headerLength, the fields filling
@@ -206,38 +212,40 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
   if (bytes.length < headerLength)
     throw new BlindfoldError('ERR_TRUNCATED', 'file ends inside the Blindfold header');
   const h = bytes.subarray(0, headerLength);
-  const bad = (detail: string) => decodeError('Blindfold header', detail);
   let o = HEADER_PREFIX_SIZE;
-  // Every read is bounds-checked against headerLength, not against the buffer.
-  const need = (n: number, what: string) => {
-    if (o + n > headerLength) throw bad(`${what} overruns the header length`);
-  };
-  need(4, 'scheme/mode/keyring');
+  // Every read is bounds-checked against headerLength, not against the buffer. (Module-level
+  // helpers, not closures: tsx names every closure it creates, a defineProperty per call.)
+  needHeaderBytes(o, 4, headerLength, 'scheme/mode/keyring');
   const scheme = h[o]!;
   const mode = h[o + 1]!;
   const keyringLen = readU16be(h, o + 2);
   o += 4;
-  if (keyringLen < 1 || keyringLen > 64) throw bad('keyring length out of range');
-  need(keyringLen, 'keyring');
+  if (keyringLen < 1 || keyringLen > 64) throw badHeader('keyring length out of range');
+  needHeaderBytes(o, keyringLen, headerLength, 'keyring');
   const keyring = fromUtf8(h.subarray(o, o + keyringLen));
-  if (!isKeyringId(keyring)) throw bad('keyring id outside [a-z0-9._-]');
+  if (!isKeyringId(keyring)) throw badHeader('keyring id outside [a-z0-9._-]');
   o += keyringLen;
-  need(8 + ITEM_ID_SIZE + 2, 'versions/itemId');
+  needHeaderBytes(o, 8 + ITEM_ID_SIZE + 2, headerLength, 'versions/itemId');
   const masterVersion = readU32be(h, o);
   const managerKeyVersion = readU32be(h, o + 4);
   const itemId = new Uint8Array(h.subarray(o + 8, o + 8 + ITEM_ID_SIZE));
   o += 8 + ITEM_ID_SIZE;
   const itemDataLen = readU16be(h, o);
   o += 2;
-  need(itemDataLen + 2, 'itemData');
+  needHeaderBytes(o, itemDataLen + 2, headerLength, 'itemData');
   const itemData = new Uint8Array(h.subarray(o, o + itemDataLen));
   o += itemDataLen;
   const ticketLen = readU16be(h, o);
   o += 2;
-  need(ticketLen, 'ticket');
+  needHeaderBytes(o, ticketLen, headerLength, 'ticket');
   const ticket = new Uint8Array(h.subarray(o, o + ticketLen));
   o += ticketLen;
-  need(FILE_NONCE_SIZE + WRAP_NONCE_SIZE + WRAPPED_DEK_SIZE, 'nonces/wrappedDek');
+  needHeaderBytes(
+    o,
+    FILE_NONCE_SIZE + WRAP_NONCE_SIZE + WRAPPED_DEK_SIZE,
+    headerLength,
+    'nonces/wrappedDek',
+  );
   const fileNonce = new Uint8Array(h.subarray(o, o + FILE_NONCE_SIZE));
   o += FILE_NONCE_SIZE;
   const wrapNonce = new Uint8Array(h.subarray(o, o + WRAP_NONCE_SIZE));
@@ -245,7 +253,8 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
   const aadEnd = o;
   const wrappedDek = new Uint8Array(h.subarray(o, o + WRAPPED_DEK_SIZE));
   o += WRAPPED_DEK_SIZE;
-  if (o !== headerLength) throw bad(`${headerLength - o} trailing bytes inside the header length`);
+  if (o !== headerLength)
+    throw badHeader(`${headerLength - o} trailing bytes inside the header length`);
   return {
     fields: {
       scheme,
