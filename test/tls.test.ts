@@ -405,7 +405,7 @@ describe('loopback mutual TLS', () => {
   });
 
   test('the JSON client presents its certificate and keeps one connection per endpoint', async () => {
-    // client.ts gives each endpoint an agent whose pool key is a constant (OneEndpointAgent): the
+    // client.ts gives each endpoint an agent whose pool key is the address (AddressKeyedAgent): the
     // certificate must still reach the server, sequential requests must share one connection,
     // and concurrent ones must not queue behind a single socket.
     let connections = 0;

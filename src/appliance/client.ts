@@ -16,6 +16,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { BlindfoldError, ERROR_CODES, type ErrorCode } from '../core/errors.ts';
+import { AddressKeyedAgent } from '../platform/https-agent.ts';
 
 export interface ClientOptions {
   /** One URL, or several separated by commas (replicas of one service). */
@@ -49,20 +50,6 @@ function pinnedIdentity(pin: string) {
       ? undefined
       : new Error(`the server's identity ${fpr} is not the pinned ${pin}`);
   };
-}
-
-/**
- * An https.Agent for exactly one endpoint with fixed TLS options, so that its connection-pool key
- * is a constant. Node's `getName` concatenates every TLS option into the key, the CA certificate
- * and the client certificate and key included (~3-4 KB of PEM), and the agent builds it and looks
- * it up as a property name several times per request: ~25 % of the client's CPU per request on a
- * keep-alive connection (docs/PERFORMANCE.md, "perf11"). Every request through one of these agents
- * goes to the same origin with the same options (one agent per Endpoint), so one name is exact.
- */
-class OneEndpointAgent extends https.Agent {
-  override getName(): string {
-    return 'endpoint';
-  }
 }
 
 export interface JsonClient {
@@ -125,7 +112,7 @@ export function createJsonClient(o: ClientOptions): JsonClient {
     const url = new URL(text);
     const isHttps = url.protocol === 'https:';
     const agent = isHttps
-      ? new OneEndpointAgent({
+      ? new AddressKeyedAgent({
           keepAlive: true,
           maxSockets: o.maxSockets ?? 64,
           ca: o.caPem,

@@ -15,6 +15,9 @@ export {
   type KmsClientOptions,
   KmsError,
   type KmsKey,
+  type Transport,
+  type TransportRequest,
+  type TransportResponse,
 } from './client.ts';
 export {
   type DecodedEnvelope,

@@ -15,6 +15,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { BlindfoldError } from '../core/errors.ts';
+import { AddressKeyedAgent } from '../platform/https-agent.ts';
 import {
   KmsClient as FetchKmsClient,
   type KmsClientOptions,
@@ -22,12 +23,11 @@ import {
   type TransportResponse,
 } from './client.ts';
 
-export type { Transport, TransportRequest, TransportResponse } from './client.ts';
 export * from './index.ts';
 
 /**
- * A KMS answer is a small JSON document (blobs are at most MAX_BLOB_BYTES, 64 KiB); anything far
- * larger is not the service, and is not buffered whole.
+ * A KMS answer is a small JSON document (a blob is at most MAX_BLOB_BYTES, 8 KiB, before its
+ * base64url); anything far larger is not the service, and is not buffered whole.
  */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
@@ -39,18 +39,6 @@ export interface NodeTransportOptions {
 }
 
 /**
- * Node's https.Agent keys its connection pool with every TLS option, the CA's PEM text included,
- * rebuilt and hashed several times per request (docs/PERFORMANCE.md "perf11"). This agent's TLS
- * options are fixed at construction and requests bring none, so the address alone tells
- * connections apart.
- */
-class CaAgent extends https.Agent {
-  override getName(o: http.ClientRequestArgs = {}): string {
-    return `${o.host ?? 'localhost'}:${o.port ?? ''}:${o.localAddress ?? ''}:${o.family ?? ''}:${(o as { servername?: string }).servername ?? ''}`;
-  }
-}
-
-/**
  * A Transport over node:http / node:https with keep-alive agents. Redirects are never followed:
  * a 3xx answer rejects, as fetch does with `redirect: 'error'`. Aborting the signal destroys the
  * request.
@@ -59,7 +47,7 @@ export function nodeTransport(o: NodeTransportOptions = {}): Transport {
   const maxSockets = o.maxSockets ?? 64;
   const agents = {
     'http:': new http.Agent({ keepAlive: true, maxSockets }),
-    'https:': new CaAgent({ keepAlive: true, maxSockets, ...(o.ca ? { ca: o.ca } : {}) }),
+    'https:': new AddressKeyedAgent({ keepAlive: true, maxSockets, ...(o.ca ? { ca: o.ca } : {}) }),
   };
   return (url, init) =>
     new Promise<TransportResponse>((resolve, reject) => {
